@@ -1,0 +1,146 @@
+"""``core``: the CoRe optimizer as one optax transformation."""
+
+from __future__ import annotations
+
+import jax
+import optax
+
+from core_optax import _groups
+from core_optax._scale_by_core import scale_by_core
+from core_optax._weight_decay import add_update_scaled_weight_decay
+
+
+def core(
+    max_step_size: optax.ScalarOrSchedule,
+    *,
+    min_step_size: jax.typing.ArrayLike = 1e-6,
+    initial_step_size: jax.typing.ArrayLike = 1e-3,
+    eta_minus: jax.typing.ArrayLike = 0.7375,
+    eta_plus: jax.typing.ArrayLike = 1.2,
+    b1_initial: jax.typing.ArrayLike = 0.7375,
+    b1_final: jax.typing.ArrayLike = 0.8125,
+    b1_width: jax.typing.ArrayLike = 250.0,
+    b2: jax.typing.ArrayLike = 0.99,
+    eps: jax.typing.ArrayLike = 1e-8,
+    weight_decay: _groups.PerGroup = 0.1,
+    score_history: jax.typing.ArrayLike = 0,
+    frozen_fraction: _groups.PerGroup = 0.0,
+    groups: _groups.Groups = None,
+    maximize: bool = False,
+) -> optax.GradientTransformationExtraArgs:
+  r"""The Continual Resilient (CoRe) optimizer.
+
+  CoRe (Eckhoff & Reiher, 2024) combines Adam-like gradient normalisation, RPROP-
+  like per-weight step sizes, an update-scaled weight decay and, optionally, the
+  freezing of each group's most important weights for a better
+  stability-plasticity balance. For weight :math:`\xi` in group :math:`\chi`, at
+  update :math:`\tau`:
+
+  .. math::
+    g^\tau &= \beta_1^\tau g^{\tau-1} + (1-\beta_1^\tau) G^\tau
+      &\text{(1)}\\
+    h^\tau &= \beta_2 h^{\tau-1} + (1-\beta_2) (G^\tau)^2 &\text{(2)}\\
+    \beta_1^\tau &= \beta_1^b + (\beta_1^a-\beta_1^b)
+      \exp[-((\tau-1)/\beta_1^c)^2] &\text{(3)}\\
+    u^\tau &= \frac{g^\tau}{1-(\beta_1^\tau)^\tau}
+      \Big/ \Big(\sqrt{h^\tau / (1-\beta_2^\tau)} + \epsilon\Big) &\text{(4)}\\
+    P^\tau &= 0 \text{ if } \tau > t_\mathrm{hist} \text{ and } S^{\tau-1}
+      \text{ is top-}n_{\mathrm{frozen},\chi} \text{ in its group, else } 1
+      &\text{(5)}\\
+    s^\tau &= \mathrm{clip}(\eta_\pm s^{\tau-1}, s_\min, s_\max)
+      \text{ by the sign of } g^{\tau-1} g^\tau P^\tau &\text{(6)}\\
+    w^\tau &= (1 - d_\chi |u^\tau| P^\tau s^\tau) w^{\tau-1}
+      - u^\tau P^\tau s^\tau &\text{(7)}\\
+    S^\tau &= [1 - t_\mathrm{hist}^{-1}]_{\tau > t_\mathrm{hist}} S^{\tau-1}
+      + t_\mathrm{hist}^{-1} g^\tau u^\tau P^\tau s^\tau &\text{(8)}
+
+  with :math:`n_{\mathrm{frozen},\chi} = \lfloor p_{\mathrm{frozen},\chi}
+  |\chi| \rfloor`. ``optax.apply_updates(params, updates)`` gives exactly the
+  reference implementation's new weights (``core-optimizer`` 1.1.0). It is the
+  chain of :func:`core_optax.scale_by_core`,
+  :func:`core_optax.add_update_scaled_weight_decay` and a sign flip, so other
+  transformations can be put between them.
+
+  Recommended settings (paper, section 4.1) are the defaults, with
+  ``max_step_size`` 1e-3 for mini-batch learning, 1e-2 for intermediate batch
+  fractions and 1 for full-batch learning, and ``score_history=250``,
+  ``frozen_fraction`` up to about 0.1 to balance stability and plasticity; see
+  :func:`core_optax.recommended`.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, optax, core_optax
+    >>> params = {"w": jnp.array([1.0, -2.0])}
+    >>> tx = core_optax.core(max_step_size=1.0)
+    >>> state = tx.init(params)
+    >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+    >>> updates, state = tx.update(grads, state, params)
+    >>> optax.apply_updates(params, updates)["w"]
+    Array([ 0.9989, -1.9988], dtype=float32)
+
+  Args:
+    max_step_size: :math:`s_\max > 0`, the hyperparameter to tune; a number or
+      an optax schedule of the step count.
+    min_step_size: :math:`0 < s_\min \le s_\max`.
+    initial_step_size: :math:`s^0 > 0`.
+    eta_minus: :math:`\eta_- \in (0, 1]`, step-size decrease on a sign change.
+    eta_plus: :math:`\eta_+ \ge 1`, step-size increase on a kept sign.
+    b1_initial: :math:`\beta_1^a \in [0, 1)`, decay of ``g`` at the start.
+    b1_final: :math:`\beta_1^b \in [0, 1)`, decay of ``g`` in the end.
+    b1_width: :math:`\beta_1^c > 0`, width of the Gaussian between them.
+    b2: :math:`\beta_2 < 1`, decay of ``h``. Negative values select the
+      reference's sign mode, :math:`u = \mathrm{sign}(g)`, which keeps no ``h``.
+    eps: :math:`\epsilon \ge 0`.
+    weight_decay: :math:`d_\chi \ge 0` (the paper requires
+      :math:`d_\chi < 1/s_\max`); a number or ``{group label: number}``.
+    score_history: :math:`t_\mathrm{hist} \ge 0`, a whole number. 0 turns the
+      importance scores and freezing off.
+    frozen_fraction: :math:`p_{\mathrm{frozen},\chi} \in [0, 1]`, a number or
+      ``{group label: number}``. Weights compare their scores within a group,
+      across all its leaves, with the reference's relative tie tolerance.
+    groups: the weight groups :math:`\chi`. ``None`` makes every leaf its own
+      group (as the reference does with tensors); otherwise a pytree of
+      hashable labels with the parameters' structure, or a callable mapping
+      the parameters to one. Leaves with equal labels form one group.
+    maximize: ascend the objective instead of descending it.
+
+  Returns:
+    A :class:`optax.GradientTransformationExtraArgs`. Its ``update`` takes
+    ``params`` (required unless the weight decay is the number 0).
+
+  Raises:
+    ValueError: for hyperparameters out of range or labels that do not match.
+
+  Notes:
+    Numbers given for ``b2`` and ``score_history`` decide which state is kept
+    (no ``h`` in sign mode, no ``S`` without a score history). Under
+    :func:`optax.inject_hyperparams` they arrive as arrays, so both are kept
+    and the mode is chosen at run time; with a traced ``frozen_fraction`` the
+    frozen count is computed in the hyperparameter dtype and selected by
+    sorting. For complex parameters pass ``jnp.conj(grads)`` (optax's
+    convention); real and imaginary parts are then independent weights.
+
+  References:
+    Eckhoff & Reiher, `CoRe Optimizer: An All-in-One Solution for Machine
+    Learning <https://doi.org/10.1088/2632-2153/ad1f76>`_, Mach. Learn.: Sci.
+    Technol. 5, 015018 (2024).
+  """
+  return optax.chain(
+      scale_by_core(
+          max_step_size,
+          min_step_size=min_step_size,
+          initial_step_size=initial_step_size,
+          eta_minus=eta_minus,
+          eta_plus=eta_plus,
+          b1_initial=b1_initial,
+          b1_final=b1_final,
+          b1_width=b1_width,
+          b2=b2,
+          eps=eps,
+          score_history=score_history,
+          frozen_fraction=frozen_fraction,
+          groups=groups,
+          maximize=maximize,
+      ),
+      add_update_scaled_weight_decay(weight_decay, groups=groups),
+      optax.scale(-1.0),
+  )

@@ -1,0 +1,245 @@
+"""``scale_by_core``: the signed CoRe step ``D = u * P * s`` (paper eqs. 1-6 and 8)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from core_optax import _checks
+from core_optax import _groups
+from core_optax import _selection
+
+
+class ScaleByCoreState(NamedTuple):
+  """State of :func:`scale_by_core`; every tree has the parameters' structure and dtypes.
+
+  Attributes:
+    tau: number of updates applied so far, int32 (``tau - 1`` of the update in
+      progress, the ``t`` of the reference implementation).
+    g: ``g``, the moving average of gradients (eq. 1).
+    h: ``h``, the moving average of squared gradients (eq. 2); ``None`` in sign
+      mode (``b2 < 0`` given as a number).
+    s: ``s``, the per-weight step sizes (eq. 6), starting at ``s^0``.
+    S: ``S``, the importance scores (eq. 8); ``None`` when ``score_history`` is
+      the number 0 (no stability-plasticity balance).
+  """
+
+  tau: chex.Array
+  g: optax.Updates
+  h: optax.Updates | None
+  s: optax.Updates
+  S: optax.Updates | None  # noqa: N815 (the paper's symbol)
+
+
+def _real_view(x: jax.Array) -> jax.Array:
+  """Complex leaves as pairs of independent real weights, as in the reference."""
+  return jnp.stack([x.real, x.imag], axis=-1) if jnp.iscomplexobj(x) else x
+
+
+def _like(x: jax.Array, leaf: jax.Array) -> jax.Array:
+  """Undoes :func:`_real_view` and casts to ``leaf``'s dtype."""
+  if jnp.iscomplexobj(leaf):
+    x = jax.lax.complex(x[..., 0], x[..., 1])
+  return x.astype(leaf.dtype)
+
+
+def _compute_dtype(leaf: jax.Array) -> jnp.dtype:
+  """Arithmetic runs in at least float32, whatever the storage dtype."""
+  return jnp.promote_types(jnp.finfo(leaf.dtype).dtype, jnp.float32)
+
+
+def _group_size(leaf: jax.Array) -> int:
+  # The reference counts a complex tensor's elements, not its 2x real weights.
+  return leaf.size
+
+
+def scale_by_core(
+    max_step_size: optax.ScalarOrSchedule = 1e-3,
+    *,
+    min_step_size: jax.typing.ArrayLike = 1e-6,
+    initial_step_size: jax.typing.ArrayLike = 1e-3,
+    eta_minus: jax.typing.ArrayLike = 0.7375,
+    eta_plus: jax.typing.ArrayLike = 1.2,
+    b1_initial: jax.typing.ArrayLike = 0.7375,
+    b1_final: jax.typing.ArrayLike = 0.8125,
+    b1_width: jax.typing.ArrayLike = 250.0,
+    b2: jax.typing.ArrayLike = 0.99,
+    eps: jax.typing.ArrayLike = 1e-8,
+    score_history: jax.typing.ArrayLike = 0,
+    frozen_fraction: _groups.PerGroup = 0.0,
+    groups: _groups.Groups = None,
+    maximize: bool = False,
+) -> optax.GradientTransformationExtraArgs:
+  r"""Scales gradients to the signed CoRe step ``D = u * P * s``.
+
+  This is CoRe without its weight decay: the returned update ``D`` points
+  uphill, like a gradient; :func:`core_optax.core` adds the update-scaled weight
+  decay and flips the sign. All arguments are documented there.
+
+  Args:
+    max_step_size: :math:`s_\max`, a number or a schedule of the step count.
+    min_step_size: :math:`s_\min`.
+    initial_step_size: :math:`s^0`.
+    eta_minus: :math:`\eta_-`.
+    eta_plus: :math:`\eta_+`.
+    b1_initial: :math:`\beta_1^a`.
+    b1_final: :math:`\beta_1^b`.
+    b1_width: :math:`\beta_1^c`.
+    b2: :math:`\beta_2`; negative selects sign mode, ``u = sign(g)``.
+    eps: :math:`\epsilon`.
+    score_history: :math:`t_\mathrm{hist}`; 0 turns scores and freezing off.
+    frozen_fraction: :math:`p_\mathrm{frozen}`, a number or ``{label: number}``.
+    groups: weight groups :math:`\chi` (see :func:`core_optax.core`).
+    maximize: ascend instead of descend.
+
+  Returns:
+    A :class:`optax.GradientTransformationExtraArgs`.
+  """
+  _checks.check("max_step_size", max_step_size, lambda v: v > 0, "> 0")
+  _checks.check("min_step_size", min_step_size, lambda v: v > 0, "> 0")
+  s_min, s_max = _checks.static_value(min_step_size), _checks.static_value(max_step_size)
+  if s_min is not None and s_max is not None and s_min > s_max:
+    raise ValueError(
+        f"min_step_size must be <= max_step_size, got {min_step_size!r} > {max_step_size!r}."
+    )
+  _checks.check("initial_step_size", initial_step_size, lambda v: v > 0, "> 0")
+  _checks.check("eta_minus", eta_minus, lambda v: 0 < v <= 1, "in (0, 1]")
+  _checks.check("eta_plus", eta_plus, lambda v: v >= 1, ">= 1")
+  _checks.check("b1_initial", b1_initial, lambda v: 0 <= v < 1, "in [0, 1)")
+  _checks.check("b1_final", b1_final, lambda v: 0 <= v < 1, "in [0, 1)")
+  _checks.check("b1_width", b1_width, lambda v: v > 0, "> 0")
+  _checks.check("b2", b2, lambda v: v < 1, "< 1 (negative selects sign mode)")
+  _checks.check("eps", eps, lambda v: v >= 0, ">= 0")
+  _checks.check("score_history", score_history, lambda v: v >= 0 and v == int(v),
+                "a whole number >= 0")
+  _checks.check("frozen_fraction", frozen_fraction, lambda v: 0 <= v <= 1, "in [0, 1]")
+  _groups.check_mapping("frozen_fraction", frozen_fraction, _groups.static_labels(groups))
+  if isinstance(frozen_fraction, dict) and groups is None:
+    raise ValueError("frozen_fraction is a mapping {label: fraction}; it needs groups=...")
+
+  # Numbers decide the state's structure; arrays (inject_hyperparams) keep it general.
+  sign_mode = bool(b2 < 0) if _checks.is_python_number(b2) else None
+  scores_on = bool(score_history > 0) if _checks.is_python_number(score_history) else None
+
+  def init_fn(params: optax.Params) -> ScaleByCoreState:
+    _groups.per_leaf("frozen_fraction", frozen_fraction, _groups.leaf_labels(groups, params))
+    s0 = jnp.asarray(initial_step_size)
+
+    def step_sizes(p):
+      return jnp.full_like(p, s0 * (1 + 1j) if jnp.iscomplexobj(p) else s0)
+
+    return ScaleByCoreState(
+        tau=jnp.zeros([], jnp.int32),
+        g=optax.tree.zeros_like(params),
+        h=None if sign_mode else optax.tree.zeros_like(params),
+        s=jax.tree.map(step_sizes, params),
+        S=optax.tree.zeros_like(params) if scores_on is not False else None,
+    )
+
+  def update_fn(
+      updates: optax.Updates,
+      state: ScaleByCoreState,
+      params: optax.Params | None = None,
+      **extra_args: Any,
+  ) -> tuple[optax.Updates, ScaleByCoreState]:
+    del params, extra_args
+    leaves, treedef = jax.tree.flatten(updates)
+    labels = _groups.leaf_labels(groups, updates)
+    fractions = _groups.per_leaf("frozen_fraction", frozen_fraction, labels)
+    n = len(leaves)
+    g_prev = treedef.flatten_up_to(state.g)
+    h_prev = treedef.flatten_up_to(state.h) if state.h is not None else [None] * n
+    s_prev = treedef.flatten_up_to(state.s)
+    S_prev = treedef.flatten_up_to(state.S) if state.S is not None else [None] * n  # noqa: N806
+    t = state.tau
+    s_max = max_step_size(t) if callable(max_step_size) else max_step_size
+
+    frozen = [None] * n  # P == 0 where True (eq. 5); None where P == 1 everywhere.
+    decay_scores = [False] * n  # where the EMA decay of eq. 8 applies this step.
+    if scores_on is not False:
+      t_hist = jnp.asarray(score_history)
+      past_history = (t_hist > 0) & (t >= t_hist)  # tau > t_hist (eq. 5)
+      for leaf_ids in _groups.members(labels).values():
+        p = fractions[leaf_ids[0]]
+        size = sum(_group_size(leaves[i]) for i in leaf_ids)
+        if _checks.is_python_number(p):
+          k = int(p * size)  # floor(p_frozen * n), in double precision as the reference
+          if k == 0:
+            continue
+          active = past_history
+        else:
+          k = jnp.floor(jnp.asarray(p) * size).astype(jnp.int32)
+          active = past_history & (k > 0)
+        flat = jnp.concatenate([_real_view(S_prev[i]).ravel() for i in leaf_ids])
+        threshold = _selection.kth_largest(flat, k)
+        for i in leaf_ids:
+          frozen[i] = active & _selection.frozen_mask(_real_view(S_prev[i]), threshold)
+          decay_scores[i] = active
+
+    new_D, new_g, new_h, new_s, new_S = [], [], [], [], []  # noqa: N806
+    for i, leaf in enumerate(leaves):
+      dtype = _compute_dtype(leaf)
+      G = _real_view(leaf).astype(dtype)  # noqa: N806
+      if maximize:
+        G = -G  # noqa: N806
+      g = _real_view(g_prev[i]).astype(dtype)
+      s = _real_view(s_prev[i]).astype(dtype)
+      tf = t.astype(dtype)
+      beta1 = b1_final + (b1_initial - b1_final) * jnp.exp(-((tf / b1_width) ** 2))  # eq. 3
+      g_new = beta1 * g + (1 - beta1) * G  # eq. 1
+
+      if h_prev[i] is not None:
+        h = _real_view(h_prev[i]).astype(dtype)
+        h_new = b2 * h + (1 - b2) * G * G  # eq. 2
+        if sign_mode is None:
+          h_new = jnp.where(b2 < 0, h, h_new)
+        new_h.append(_like(h_new, h_prev[i]))
+
+      # eq. 6: RPROP-like step sizes from the sign of g^{tau-1} g^tau P^tau.
+      q = g_new * g
+      if frozen[i] is not None:
+        q = jnp.where(frozen[i], 0, q)
+      s = s * jnp.where(q > 0, eta_plus, jnp.where(q < 0, eta_minus, 1))
+      s = jnp.clip(s, min_step_size, s_max)
+
+      if sign_mode is True:
+        u = jnp.sign(g_new)
+      else:
+        bc1 = 1 - beta1 ** (tf + 1)
+        bc2 = 1 - b2 ** (tf + 1)
+        u = (g_new / bc1) / (jnp.sqrt(h_new / bc2) + eps)  # eq. 4
+        if sign_mode is None:
+          u = jnp.where(b2 < 0, jnp.sign(g_new), u)
+      D = u * s  # noqa: N806
+      if frozen[i] is not None:
+        D = jnp.where(frozen[i], 0, D)  # noqa: N806  (P^tau = 0, eq. 5)
+
+      if S_prev[i] is not None:
+        S = _real_view(S_prev[i]).astype(dtype)  # noqa: N806
+        t_hist = jnp.asarray(score_history, dtype)
+        if decay_scores[i] is not False:
+          S = jnp.where(decay_scores[i], S * (1 - 1 / t_hist), S)  # noqa: N806  (eq. 8)
+        S_new = S + g_new * D / jnp.where(t_hist > 0, t_hist, 1)  # noqa: N806  (eq. 8)
+        if scores_on is None:
+          S_new = jnp.where(t_hist > 0, S_new, S)  # noqa: N806
+        new_S.append(_like(S_new, S_prev[i]))
+
+      new_D.append(_like(D, leaf))
+      new_g.append(_like(g_new, g_prev[i]))
+      new_s.append(_like(s, s_prev[i]))
+
+    unflatten = treedef.unflatten
+    new_state = ScaleByCoreState(
+        tau=optax.safe_increment(t),
+        g=unflatten(new_g),
+        h=unflatten(new_h) if state.h is not None else None,
+        s=unflatten(new_s),
+        S=unflatten(new_S) if state.S is not None else None,
+    )
+    return unflatten(new_D), new_state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
