@@ -1,0 +1,204 @@
+"""Episodic policy-gradient training on CartPole inside one jit program.
+
+Shared by NR (REINFORCE) and RA (actor-critic), after the PyTorch examples: one
+update per episode from the whole episode's normalised discounted returns; the
+running reward starts at 10 and follows ``0.05 * episode_reward + 0.95 *
+running``; a run is solved once the running reward exceeds 475, and its error
+is the number of episodes that took. A seed stops training once solved.
+
+Episodes run in a ``lax.while_loop`` until the pole falls or ``max_steps``
+(the cap the tasks document in their cuts). The trajectory is kept as
+observations, actions and the policy's noise (NR's dropout masks); the loss
+replays it, so the gradient flows through the masks used while acting.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from benchmarks.tasks import _cartpole
+from benchmarks.task import TaskResult
+
+GAMMA = 0.99
+SOLVED_REWARD = 475.0
+RETURN_EPS = float(np.finfo(np.float32).eps)
+_SEEDS = "seeds"
+
+# policy(params, observation, noise) -> action logits.
+Policy = Callable[[optax.Params, jax.Array, jax.Array], jax.Array]
+# draw_noise(key) -> the noise the policy acts with at one step.
+DrawNoise = Callable[[jax.Array], jax.Array]
+
+
+class Episode(NamedTuple):
+  """One episode, padded to ``max_steps``.
+
+  Attributes:
+    observations: ``[max_steps, 4]`` states the agent acted on.
+    actions: ``[max_steps]`` actions taken.
+    noise: ``[max_steps, ...]`` the policy's noise at each step.
+    length: number of steps (= the episode reward).
+  """
+
+  observations: jax.Array
+  actions: jax.Array
+  noise: jax.Array
+  length: jax.Array
+
+
+class EpisodeSpec(NamedTuple):
+  """How long NR and RA train and where episodes are cut.
+
+  Attributes:
+    max_steps: cap on an episode's length.
+    max_episodes: episodes before a run counts as unsolved (its error).
+    block: episodes per evaluation column of the result.
+  """
+
+  max_steps: int
+  max_episodes: int
+  block: int
+
+
+# loss(params, episode, normalised returns) -> scalar.
+EpisodeLoss = Callable[[optax.Params, Episode, jax.Array], jax.Array]
+
+
+def _any(x: jax.Array, axis_name: str | None) -> jax.Array:
+  """Whether ``x`` holds for any seed (for this seed outside a named vmap)."""
+  if axis_name is None:
+    return x
+  return jax.lax.psum(x.astype(jnp.int32), axis_name) > 0
+
+
+def play(policy: Policy, draw_noise: DrawNoise, params: optax.Params,
+         key: jax.Array, max_steps: int, skip: jax.Array,
+         axis_name: str | None = None) -> Episode:
+  """Plays one episode with actions sampled from ``policy``; none if ``skip``.
+
+  Under ``jax.vmap(..., axis_name=axis_name)`` the seeds step in lock step
+  until every seed's pole has fallen, so the step counter stays unbatched and
+  the trajectory buffers are written in place; a finished seed's state freezes.
+  """
+  k_reset, k_steps = jax.random.split(key)
+  noise_shape = jax.eval_shape(draw_noise, k_steps)
+  start = Episode(
+      observations=jnp.zeros((max_steps, 4)),
+      actions=jnp.zeros((max_steps,), jnp.int32),
+      noise=jnp.zeros((max_steps, *noise_shape.shape), noise_shape.dtype),
+      length=jnp.int32(0))
+
+  def cond(carry):
+    t, _, _, done = carry
+    return _any(~done, axis_name) & (t < max_steps)
+
+  def body(carry):
+    t, ep, state, done = carry
+    k_noise, k_action = jax.random.split(jax.random.fold_in(k_steps, t))
+    noise = draw_noise(k_noise)
+    action = jax.random.categorical(k_action, policy(params, state, noise))
+    next_state, fell = _cartpole.step(state, action)
+    length = ep.length + jnp.where(done, 0, 1)
+    ep = Episode(ep.observations.at[t].set(state), ep.actions.at[t].set(action),
+                 ep.noise.at[t].set(noise), length)
+    next_state = jnp.where(done, state, next_state)
+    return t + 1, ep, next_state, done | fell | (length >= max_steps)
+
+  start = (jnp.int32(0), start, _cartpole.reset(k_reset), skip)
+  _, ep, _, _ = jax.lax.while_loop(cond, body, start)
+  return ep
+
+
+def episode_grads(loss: EpisodeLoss, params: optax.Params, ep: Episode,
+                  axis_name: str | None = None) -> optax.Updates:
+  """Gradient of ``loss`` over the episode, cut to the longest seed's length.
+
+  The buffers are sliced to the smallest power of four (at least 64, at most the
+  buffer) that holds every seed's episode, so short episodes cost little.
+  """
+  max_steps = ep.actions.shape[0]
+  sizes = [n for n in (4**k for k in range(3, 8)) if n < max_steps] + [max_steps]
+  longest = ep.length
+  if axis_name is not None:
+    longest = jax.lax.pmax(longest, axis_name)
+  index = jnp.searchsorted(jnp.array(sizes), longest)
+
+  def grads_over(size):
+    def f(params, ep):
+      cut = Episode(ep.observations[:size], ep.actions[:size], ep.noise[:size],
+                    ep.length)
+      return jax.grad(loss)(params, cut, normalised_returns(ep.length, size))
+    return f
+
+  return jax.lax.switch(index, [grads_over(n) for n in sizes], params, ep)
+
+
+def normalised_returns(length: jax.Array, max_steps: int) -> jax.Array:
+  """Discounted returns of reward 1 per step, ``(R - mean) / (std + eps)``.
+
+  Padding steps (index >= length) get 0. The standard deviation is the unbiased
+  one, as ``torch.Tensor.std``.
+  """
+  t = jnp.arange(max_steps)
+  valid = t < length
+  returns = jnp.where(valid, (1 - GAMMA**(length - t)) / (1 - GAMMA), 0.0)
+  n = jnp.maximum(length, 2)
+  mean = returns.sum() / length
+  var = jnp.where(valid, (returns - mean)**2, 0.0).sum() / (n - 1)
+  return jnp.where(valid, (returns - mean) / (jnp.sqrt(var) + RETURN_EPS), 0.0)
+
+
+def train(tx: optax.GradientTransformation, seeds: jax.Array, *,
+          init: Callable[[jax.Array], optax.Params], policy: Policy,
+          draw_noise: DrawNoise, loss: EpisodeLoss, spec: EpisodeSpec) -> TaskResult:
+  """Trains one agent per seed, all seeds vmapped in one jit program.
+
+  Returns:
+    errors ``[n_seeds, n_blocks]``: the episodes needed to solve if solved by
+    the end of that block, else ``spec.max_episodes``; extras
+    ``running_reward`` at the end of each block.
+  """
+  n_blocks = -(-spec.max_episodes // spec.block)
+
+  def one_seed(seed):
+    k_init, k_play = jax.random.split(jax.random.key(seed, impl="rbg"))
+    params = init(k_init)
+
+    def episode(carry):
+      params, opt_state, running, solved_at, i = carry
+      unsolved = solved_at == 0
+      ep = play(policy, draw_noise, params, jax.random.fold_in(k_play, i),
+                spec.max_steps, skip=~unsolved, axis_name=_SEEDS)
+      grads = episode_grads(loss, params, ep, axis_name=_SEEDS)
+      updates, new_opt_state = tx.update(grads, opt_state, params)
+      new_params = optax.apply_updates(params, updates)
+      keep = lambda new, old: jax.tree.map(
+          lambda a, b: jnp.where(unsolved, a, b), new, old)
+      new_running = 0.05 * ep.length + 0.95 * running
+      solved_at = jnp.where(unsolved & (new_running > SOLVED_REWARD), i + 1,
+                            solved_at)
+      return (keep(new_params, params), keep(new_opt_state, opt_state),
+              jnp.where(unsolved, new_running, running), solved_at, i + 1)
+
+    def block(carry, b):
+      end = jnp.minimum((b + 1) * spec.block, spec.max_episodes)
+      carry = jax.lax.while_loop(
+          lambda c: (c[4] < end) & (c[3] == 0), episode, carry)
+      carry = (*carry[:4], end)
+      solved_at, running = carry[3], carry[2]
+      error = jnp.where(solved_at > 0, solved_at, spec.max_episodes)
+      return carry, (error.astype(jnp.float32), running)
+
+    start = (params, tx.init(params), jnp.float32(10.0), jnp.int32(0),
+             jnp.int32(0))
+    _, (errors, running) = jax.lax.scan(block, start, jnp.arange(n_blocks))
+    return errors, running
+
+  errors, running = jax.jit(jax.vmap(one_seed, axis_name=_SEEDS))(jnp.asarray(seeds))
+  errors, running = np.asarray(errors), np.asarray(running)
+  return TaskResult(errors=errors, extras={"running_reward": running})
