@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -41,7 +42,7 @@ def add_update_scaled_weight_decay(
     ValueError: for a negative decay or a mapping that does not match the labels.
   """
   _checks.check("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
-  if isinstance(weight_decay, dict) and groups is None:
+  if isinstance(weight_decay, Mapping) and groups is None:
     raise ValueError("weight_decay is a mapping {label: decay}; it needs groups=...")
   _groups.check_mapping("weight_decay", weight_decay, _groups.static_labels(groups))
 
