@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import chex
@@ -118,7 +119,7 @@ def scale_by_core(
                 "a whole number >= 0")
   _checks.check("frozen_fraction", frozen_fraction, lambda v: 0 <= v <= 1, "in [0, 1]")
   _groups.check_mapping("frozen_fraction", frozen_fraction, _groups.static_labels(groups))
-  if isinstance(frozen_fraction, dict) and groups is None:
+  if isinstance(frozen_fraction, Mapping) and groups is None:
     raise ValueError("frozen_fraction is a mapping {label: fraction}; it needs groups=...")
 
   # Numbers decide the state's structure; arrays (inject_hyperparams) keep it general.
