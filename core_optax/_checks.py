@@ -7,11 +7,19 @@ that is known when the transformation is built and skip tracers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+"""The smallest normal float32; XLA flushes smaller numbers to zero."""
+
+MAX_SCORE_HISTORY = 2**31 - 1
+"""``score_history`` is compared with the int32 step counter."""
 
 
 def static_value(value: Any) -> float | None:
@@ -41,6 +49,85 @@ def check(name: str, value: Any, ok: Callable[[float], bool], allowed: str) -> N
       callable(value) or isinstance(value, (int, float, np.ndarray, np.generic, jax.Array))
   ):
     raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}.")
+  if not callable(value) and (
+      np.shape(value) != () or not jnp.issubdtype(jnp.result_type(value), jnp.number)
+      or jnp.issubdtype(jnp.result_type(value), jnp.complexfloating)
+  ):
+    raise TypeError(f"{name} must be a real scalar, got {type(value).__name__} {value!r}.")
   v = static_value(value)
+  if v is not None and not math.isfinite(v):
+    raise ValueError(f"{name} must be finite and {allowed}, got {value!r}.")
   if v is not None and not ok(v):
     raise ValueError(f"{name} must be {allowed}, got {value!r}.")
+
+
+def check_bool(name: str, value: Any) -> None:
+  """Raises a TypeError unless ``value`` is a Python or NumPy bool."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}.")
+
+
+def check_float_leaves(name: str, tree: Any) -> None:
+  """Raises a TypeError naming the first leaf that is not a float or complex array.
+
+  CoRe's state and arithmetic are floating-point; integer, boolean (and
+  ``float0``) leaves are rejected rather than silently skipped: mask them out,
+  e.g. with ``optax.masked`` or ``optax.multi_transform`` and ``optax.set_to_zero``.
+  """
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    try:
+      dtype = jnp.result_type(leaf)
+    except TypeError:
+      dtype = None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
+      raise TypeError(
+          f"{name}{jax.tree_util.keystr(path)} is {type(leaf).__name__} of dtype {dtype}; "
+          "CoRe updates float and complex leaves only. Leave others out with "
+          "optax.masked or optax.multi_transform(..., optax.set_to_zero())."
+      )
+
+
+def check_matches(name: str, tree: Any, expected: Any, expected_name: str) -> None:
+  """Raises a ValueError if ``tree`` differs from ``expected`` in structure or shapes.
+
+  The message names the first path where they differ.
+  """
+  ours = jax.tree_util.tree_flatten_with_path(tree)[0]
+  theirs = jax.tree_util.tree_flatten_with_path(expected)[0]
+  for i in range(max(len(ours), len(theirs))):
+    a = ours[i] if i < len(ours) else (None, None)
+    b = theirs[i] if i < len(theirs) else (None, None)
+    if a[0] != b[0]:
+      where = jax.tree_util.keystr(a[0] if a[0] is not None else b[0])
+      raise ValueError(
+          f"{name} does not match {expected_name} at {where}: {name} "
+          f"{'has a leaf' if a[0] is not None else 'has no leaf'} there and "
+          f"{expected_name} {'has one' if b[0] is not None else 'has none'}. "
+          f"{name} must have the structure of the parameters given to init."
+      )
+    if np.shape(a[1]) != np.shape(b[1]):
+      raise ValueError(
+          f"{name}{jax.tree_util.keystr(a[0])} has shape {np.shape(a[1])}, "
+          f"but {expected_name} has shape {np.shape(b[1])} there."
+      )
+
+
+def check_decay_below_inverse_step(weight_decay: Any, max_step_size: Any) -> None:
+  """Raises a ValueError unless every decay d < 1 / s_max (paper, eq. 7).
+
+  With ``d * s_max >= 1`` a full step can flip a weight's sign or grow it, and
+  weights are no longer bounded by ``1 / d``. Checked only where both are known
+  now (numbers, not schedules or tracers).
+  """
+  s_max = static_value(max_step_size)
+  if s_max is None:
+    return
+  decays = weight_decay.items() if isinstance(weight_decay, Mapping) else [(None, weight_decay)]
+  for label, d in decays:
+    v = static_value(d)
+    if v is not None and not v * s_max < 1:
+      name = "weight_decay" if label is None else f"weight_decay[{label!r}]"
+      raise ValueError(
+          f"{name} must be < 1 / max_step_size (paper, eq. 7), got {d!r} with "
+          f"max_step_size={max_step_size!r}."
+      )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import optax
 
+from core_optax import _checks
 from core_optax import _groups
 from core_optax._scale_by_core import scale_by_core
 from core_optax._weight_decay import add_update_scaled_weight_decay
@@ -124,6 +125,7 @@ def core(
     Learning <https://doi.org/10.1088/2632-2153/ad1f76>`_, Mach. Learn.: Sci.
     Technol. 5, 015018 (2024).
   """
+  _checks.check_decay_below_inverse_step(weight_decay, max_step_size)
   return optax.chain(
       scale_by_core(
           max_step_size,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, NamedTuple
+import warnings
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from core_optax import _checks
@@ -16,7 +18,10 @@ from core_optax import _selection
 
 
 class ScaleByCoreState(NamedTuple):
-  """State of :func:`scale_by_core`; every tree has the parameters' structure and dtypes.
+  """State of :func:`scale_by_core`; every tree has the parameters' structure.
+
+  Trees have the parameters' dtypes, except that the state of float16 and
+  bfloat16 leaves is kept in float32 (see :func:`_state_dtype`).
 
   Attributes:
     tau: number of updates applied so far, int32 (``tau - 1`` of the update in
@@ -51,6 +56,16 @@ def _like(x: jax.Array, leaf: jax.Array) -> jax.Array:
 def _compute_dtype(leaf: jax.Array) -> jnp.dtype:
   """Arithmetic runs in at least float32, whatever the storage dtype."""
   return jnp.promote_types(jnp.finfo(leaf.dtype).dtype, jnp.float32)
+
+
+def _state_dtype(leaf: jax.Array) -> jnp.dtype:
+  """The leaf's dtype, but at least float32.
+
+  Half-precision state would break CoRe: ``h ~ G^2`` overflows float16 for
+  ``|G| > 256``, and bfloat16 cannot hold the small relative changes of the
+  moving averages ``h`` and ``S`` (decays 0.99 and ``1 - 1/t_hist``).
+  """
+  return jnp.promote_types(leaf.dtype, jnp.float32)
 
 
 def _group_size(leaf: jax.Array) -> int:
@@ -110,35 +125,60 @@ def scale_by_core(
   _checks.check("initial_step_size", initial_step_size, lambda v: v > 0, "> 0")
   _checks.check("eta_minus", eta_minus, lambda v: 0 < v <= 1, "in (0, 1]")
   _checks.check("eta_plus", eta_plus, lambda v: v >= 1, ">= 1")
+
   _checks.check("b1_initial", b1_initial, lambda v: 0 <= v < 1, "in [0, 1)")
   _checks.check("b1_final", b1_final, lambda v: 0 <= v < 1, "in [0, 1)")
   _checks.check("b1_width", b1_width, lambda v: v > 0, "> 0")
   _checks.check("b2", b2, lambda v: v < 1, "< 1 (negative selects sign mode)")
+  for name, beta in (("b1_initial", b1_initial), ("b1_final", b1_final), ("b2", b2)):
+    # Rounded to 1, a bias correction 1 - beta^tau would be 0 (eq. 4): 0/0 = NaN.
+    _checks.check(name, beta, lambda v: np.float32(v) < 1,
+                  "< 1 also in float32 (<= 1 - 2**-24)")
   _checks.check("eps", eps, lambda v: v >= 0, ">= 0")
+  _checks.check("eps", eps, lambda v: v >= _checks.FLOAT32_TINY,
+                f">= {_checks.FLOAT32_TINY:.8g}, the smallest normal float32 (a smaller "
+                "eps rounds to 0 and turns a zero gradient into 0/0 = NaN)")
   _checks.check("score_history", score_history, lambda v: v >= 0 and v == int(v),
                 "a whole number >= 0")
+  _checks.check("score_history", score_history, lambda v: v <= _checks.MAX_SCORE_HISTORY,
+                f"<= {_checks.MAX_SCORE_HISTORY} (the step counter is int32)")
   _checks.check("frozen_fraction", frozen_fraction, lambda v: 0 <= v <= 1, "in [0, 1]")
   _groups.check_mapping("frozen_fraction", frozen_fraction, _groups.static_labels(groups))
   if isinstance(frozen_fraction, Mapping) and groups is None:
     raise ValueError("frozen_fraction is a mapping {label: fraction}; it needs groups=...")
+  _checks.check_bool("maximize", maximize)
+  if _checks.is_python_number(score_history) and score_history == 0 and any(
+      _checks.static_value(p) not in (0, None)
+      for p in (frozen_fraction.values() if isinstance(frozen_fraction, Mapping)
+                else [frozen_fraction])
+  ):
+    warnings.warn(
+        f"frozen_fraction={frozen_fraction!r} has no effect with score_history=0: "
+        "freezing needs importance scores; set score_history > 0 (e.g. 250).",
+        stacklevel=2,
+    )
 
   # Numbers decide the state's structure; arrays (inject_hyperparams) keep it general.
   sign_mode = bool(b2 < 0) if _checks.is_python_number(b2) else None
   scores_on = bool(score_history > 0) if _checks.is_python_number(score_history) else None
 
   def init_fn(params: optax.Params) -> ScaleByCoreState:
+    _checks.check_float_leaves("params", params)
     _groups.per_leaf("frozen_fraction", frozen_fraction, _groups.leaf_labels(groups, params))
     s0 = jnp.asarray(initial_step_size)
 
+    def zeros(p):
+      return jnp.zeros_like(p, dtype=_state_dtype(p))
+
     def step_sizes(p):
-      return jnp.full_like(p, s0 * (1 + 1j) if jnp.iscomplexobj(p) else s0)
+      return jnp.full_like(p, s0 * (1 + 1j) if jnp.iscomplexobj(p) else s0, _state_dtype(p))
 
     return ScaleByCoreState(
         tau=jnp.zeros([], jnp.int32),
-        g=optax.tree.zeros_like(params),
-        h=None if sign_mode else optax.tree.zeros_like(params),
+        g=jax.tree.map(zeros, params),
+        h=None if sign_mode else jax.tree.map(zeros, params),
         s=jax.tree.map(step_sizes, params),
-        S=optax.tree.zeros_like(params) if scores_on is not False else None,
+        S=jax.tree.map(zeros, params) if scores_on is not False else None,
     )
 
   def update_fn(
@@ -148,6 +188,8 @@ def scale_by_core(
       **extra_args: Any,
   ) -> tuple[optax.Updates, ScaleByCoreState]:
     del params, extra_args
+    _checks.check_float_leaves("updates", updates)
+    _checks.check_matches("updates", updates, state.g, "the optimizer state")
     leaves, treedef = jax.tree.flatten(updates)
     labels = _groups.leaf_labels(groups, updates)
     fractions = _groups.per_leaf("frozen_fraction", frozen_fraction, labels)

@@ -66,6 +66,7 @@ def add_update_scaled_weight_decay(
           "CoRe's weight decay needs the parameters: call update(grads, state, params), "
           "or pass weight_decay=0.0."
       )
+    _checks.check_matches("params", params, updates, "the updates")
     weights = treedef.flatten_up_to(params)
 
     def decayed(d, u, w):
