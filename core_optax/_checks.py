@@ -98,12 +98,16 @@ def check_matches(name: str, tree: Any, expected: Any, expected_name: str) -> No
     a = ours[i] if i < len(ours) else (None, None)
     b = theirs[i] if i < len(theirs) else (None, None)
     if a[0] != b[0]:
-      where = jax.tree_util.keystr(a[0] if a[0] is not None else b[0])
+      if a[0] is None:
+        detail = f"{name} has no leaf at {jax.tree_util.keystr(b[0])}"
+      elif b[0] is None:
+        detail = f"{name} has an extra leaf at {jax.tree_util.keystr(a[0])}"
+      else:
+        detail = (f"{name} has a leaf at {jax.tree_util.keystr(a[0])} where {expected_name} "
+                  f"has {jax.tree_util.keystr(b[0])}")
       raise ValueError(
-          f"{name} does not match {expected_name} at {where}: {name} "
-          f"{'has a leaf' if a[0] is not None else 'has no leaf'} there and "
-          f"{expected_name} {'has one' if b[0] is not None else 'has none'}. "
-          f"{name} must have the structure of the parameters given to init."
+          f"{name} does not match {expected_name}: {detail}. {name} must have the "
+          "structure of the parameters given to init."
       )
     if np.shape(a[1]) != np.shape(b[1]):
       raise ValueError(

@@ -109,7 +109,12 @@ def core(
     ``params`` (required unless the weight decay is the number 0).
 
   Raises:
-    ValueError: for hyperparameters out of range or labels that do not match.
+    ValueError: for hyperparameters out of range (including ``weight_decay >=
+      1 / max_step_size`` when both are numbers) or labels that do not match;
+      ``update`` raises it for gradients or params that do not match the state.
+    TypeError: for arguments of the wrong type, and from ``init`` and
+      ``update`` for integer or boolean leaves (mask them out with
+      :func:`optax.masked`).
 
   Notes:
     Numbers given for ``b2`` and ``score_history`` decide which state is kept
@@ -118,15 +123,24 @@ def core(
     and the mode is chosen at run time; with a traced ``frozen_fraction`` the
     frozen count is computed in the hyperparameter dtype and selected by
     sorting. For complex parameters pass ``jnp.conj(grads)`` (optax's
-    convention); real and imaginary parts are then independent weights.
+    convention); real and imaginary parts are then independent weights. The
+    state of float16 and bfloat16 leaves is kept in float32.
+
+    A NaN or infinite gradient element turns that weight and its ``g``,
+    ``h`` and ``S`` into NaN for good, as in the reference. To skip such steps
+    instead, leaving the weights and the whole state (``tau``, ``g``, ``h``,
+    ``s``, ``S``) unchanged, wrap the optimizer:
+    ``optax.apply_if_finite(core(...), max_consecutive_errors=2**31 - 1)``
+    (a smaller limit gives up after that many bad steps in a row and applies
+    the next one). Under ``pmap``, average the gradients across devices first
+    so that every replica skips the same steps.
 
   References:
     Eckhoff & Reiher, `CoRe Optimizer: An All-in-One Solution for Machine
     Learning <https://doi.org/10.1088/2632-2153/ad1f76>`_, Mach. Learn.: Sci.
     Technol. 5, 015018 (2024).
   """
-  _checks.check_decay_below_inverse_step(weight_decay, max_step_size)
-  return optax.chain(
+  tx = optax.chain(
       scale_by_core(
           max_step_size,
           min_step_size=min_step_size,
@@ -146,3 +160,5 @@ def core(
       add_update_scaled_weight_decay(weight_decay, groups=groups),
       optax.scale(-1.0),
   )
+  _checks.check_decay_below_inverse_step(weight_decay, max_step_size)  # after both are checked
+  return tx
