@@ -40,7 +40,9 @@ def leaf_labels(groups: Groups, tree: Any) -> tuple[Label, ...]:
       first path where they differ.
   """
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  if groups is None:
+  # A tree without leaves has nothing to label: optax.tree_map_params calls init
+  # with a leafless placeholder to find the parameter-shaped parts of the state.
+  if groups is None or not leaves:
     return tuple(range(len(leaves)))
   labels = groups(tree) if callable(groups) else groups
   labelled = _label_leaves(labels)
@@ -109,7 +111,8 @@ def per_leaf(name: str, value: PerGroup, labels: tuple[Label, ...]) -> list[Any]
     ValueError: see :func:`check_mapping`.
   """
   if isinstance(value, Mapping):
-    check_mapping(name, value, frozenset(labels))
+    if labels:  # nothing to check on a leafless tree (see leaf_labels)
+      check_mapping(name, value, frozenset(labels))
     return [value[label] for label in labels]
   return [value] * len(labels)
 
