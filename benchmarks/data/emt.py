@@ -63,14 +63,16 @@ def _run(temperature_k: float, n_cu: int, seed: int) -> Structures:
   """One Langevin trajectory with EMT, sampled after equilibration."""
   from ase import Atoms, units
   from ase.calculators.emt import EMT
+  from ase.md import velocitydistribution
   from ase.md.langevin import Langevin
-  from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
   rng = np.random.default_rng(seed)
   species = rng.permutation(np.repeat([0, 1], [n_cu, N_ATOMS - n_cu]))
   atoms = Atoms([ELEMENTS[s] for s in species], positions=cluster_positions())
   atoms.calc = EMT()
-  MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_k, rng=rng)
+  thermalize = getattr(velocitydistribution, "thermalize_momenta",  # ase >= 3.29
+                       velocitydistribution.MaxwellBoltzmannDistribution)
+  thermalize(atoms, temperature_K=temperature_k, rng=rng)
   dynamics = Langevin(atoms, TIME_STEP_FS * units.fs, temperature_K=temperature_k,
                       friction=FRICTION_PER_FS / units.fs, fixcm=False, rng=rng)
   dynamics.run(EQUILIBRATION_STEPS)
