@@ -6,6 +6,7 @@ import collections
 import functools
 import importlib.util
 import pathlib
+import re
 import subprocess
 import sys
 from types import ModuleType
@@ -27,19 +28,17 @@ def load(name: str) -> ModuleType:
   return module
 
 
-def test_core_vs_adam_script_prints_both_loss_curves_end_points():
+def test_core_vs_adam_script_prints_both_loss_curves_end_points_and_both_learn():
   out = subprocess.run(
-      [sys.executable, str(EXAMPLES / "core_vs_adam.py"), "--steps", "5"],
+      [sys.executable, str(EXAMPLES / "core_vs_adam.py"), "--steps", "60"],
       capture_output=True, text=True, timeout=120, check=True,
   ).stdout
-  assert "core: loss" in out and "adam: loss" in out, out
-
-
-def test_core_vs_adam_both_optimizers_reduce_the_loss():
-  result = load("core_vs_adam").main(steps=60, window=10)
-  assert set(result) == {"core", "adam"}
-  for name, r in result.items():
-    assert r["last_loss"] < 0.8 * r["first_loss"], (name, r)
+  # e.g. " core: loss 2.1712 -> 0.0793 (mean of first/last 20 steps), test accuracy 0.972"
+  ends = {m[0]: (float(m[1]), float(m[2]))
+          for m in re.findall(r"(\w+): loss ([\d.]+) -> ([\d.]+)", out)}
+  assert set(ends) == {"core", "adam"}, out
+  for name, (first, last) in ends.items():
+    assert last < 0.8 * first, (name, out)
 
 
 def test_linen_train_state_learns_the_digits():

@@ -46,13 +46,10 @@ def test_shard_map_data_parallel_matches_one_device_on_the_full_batch():
 
 
 def test_sharded_weights_give_the_state_their_sharding_and_the_unsharded_result():
-  out = run_case("named_sharding")
-  assert "state sharded like params" in out and "matches unsharded" in out
-
-
-def test_freezing_selects_each_groups_top_k_across_shards():
+  """With freezing on: each group's top-k must be taken over all its shards."""
   out = run_case("named_sharding_freezing")
-  assert "frozen counts per group" in out and "matches unsharded" in out
+  assert "state sharded like params" in out and "matches unsharded" in out
+  assert "frozen counts per group" in out
 
 
 def test_sharded_weights_with_an_explicit_sharding_mesh():
@@ -266,10 +263,6 @@ def _named_sharding_case(freezing: bool, axis_type: str):
   _assert_close(sharded, want_params, "params")
   _assert_close(opt_state, want_state, "state")
   print("matches unsharded")
-
-
-def case_named_sharding():
-  _named_sharding_case(freezing=False, axis_type="Auto")
 
 
 def case_named_sharding_freezing():
