@@ -217,8 +217,7 @@ def scale_by_core(
         else:
           k = jnp.floor(jnp.asarray(p) * size).astype(jnp.int32)
           active = past_history & (k > 0)
-        flat = jnp.concatenate([_real_view(S_prev[i]).ravel() for i in leaf_ids])
-        threshold = _selection.kth_largest(flat, k)
+        threshold = _selection.kth_largest([_real_view(S_prev[i]) for i in leaf_ids], k)
         for i in leaf_ids:
           frozen[i] = active & _selection.frozen_mask(_real_view(S_prev[i]), threshold)
           decay_scores[i] = active
