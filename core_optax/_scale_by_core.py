@@ -231,7 +231,8 @@ def scale_by_core(
       g = _real_view(g_prev[i]).astype(dtype)
       s = _real_view(s_prev[i]).astype(dtype)
       tf = t.astype(dtype)
-      beta1 = b1_final + (b1_initial - b1_final) * jnp.exp(-((tf / b1_width) ** 2))  # eq. 3
+      # eq. 3, as b1^a + (b1^a - b1^b) (exp(-z) - 1): no cancellation in early steps.
+      beta1 = b1_initial + (b1_initial - b1_final) * jnp.expm1(-((tf / b1_width) ** 2))
       g_new = beta1 * g + (1 - beta1) * G  # eq. 1
 
       if h_prev[i] is not None:
