@@ -98,7 +98,7 @@ def main(steps: int = 100, s_max: Sequence[float] = S_MAX) -> dict[float, float]
   result = {float(s): float(curve[-1]) for s, curve in zip(s_max, losses)}
   print(f"full-batch loss after {steps} steps, {len(s_max)} models in one vmapped step:")
   for s, loss in result.items():
-    print(f"  s_max = {s:<7g} loss = {loss:.4f}")
+    print(f"  s_max = {s:<7g} loss = {loss:.3g}")
   print(f"best s_max: {min(result, key=result.get):g} "
         "(the paper recommends 1 for full-batch learning)")
   return result
