@@ -1,0 +1,90 @@
+"""AED, AEF, ICD, ICF: loaders, torch-style initialisation, and training on tiny data."""
+
+import math
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from benchmarks.data import digits, fashion_mnist, images
+from benchmarks.tasks import TASKS, _classifier, _image, _vae
+
+
+def _tiny_images() -> images.ImageData:
+  rng = np.random.default_rng(0)
+  return images.ImageData(
+      x_train=rng.uniform(size=(70, 28, 28)).astype(np.float32),
+      y_train=rng.integers(0, 10, 70).astype(np.int32),
+      x_test=rng.uniform(size=(20, 28, 28)).astype(np.float32),
+      y_test=rng.integers(0, 10, 20).astype(np.int32))
+
+
+def _tiny_task(model: _image.ImageModel):
+  budget = _image.Budget(n_train=70, n_test=20, epochs=2)
+  return _image.make_task(name="tiny", regime="mini-batch", error_name="e", model=model,
+                          load=_tiny_images, budgets={"quick": budget, "full": budget})
+
+
+@pytest.mark.parametrize("model", [_vae.MODEL, _classifier.MODEL], ids=["vae", "classifier"])
+def test_tiny_task_trains_every_seed_and_seeds_differ(model):
+  result = _tiny_task(model).run(optax.adam(1e-3), jnp.arange(2), "quick")
+  assert result.errors.shape == (2, 2)
+  assert np.isfinite(result.errors).all()
+  assert not np.allclose(result.errors[0], result.errors[1])
+  for extra in result.extras.values():
+    assert extra.shape == (2, 2)
+
+
+def test_a_seed_trains_the_same_alone_and_vmapped_with_others():
+  task = _tiny_task(_vae.MODEL)
+  together = task.run(optax.sgd(1e-4), jnp.arange(2), "quick").errors
+  alone = task.run(optax.sgd(1e-4), jnp.arange(1, 2), "quick").errors
+  np.testing.assert_allclose(alone[0], together[1], rtol=1e-4)
+
+
+def test_classifier_counts_accuracy_as_an_extra():
+  result = _tiny_task(_classifier.MODEL).run(optax.adam(1e-3), jnp.arange(1), "quick")
+  assert set(result.extras) == {"accuracy"}
+  assert ((0 <= result.extras["accuracy"]) & (result.extras["accuracy"] <= 1)).all()
+
+
+def test_layers_are_initialised_like_torch():
+  x = jnp.zeros((1, 28, 28, 1))
+  params = _classifier.MODEL.init(jax.random.key(0), x)["params"]
+  fan_ins = {"Conv_0": 9, "Conv_1": 32 * 9, "Dense_0": 9216, "Dense_1": 128}
+  for layer, fan_in in fan_ins.items():
+    for leaf in params[layer].values():
+      bound = 1 / math.sqrt(fan_in)
+      assert np.abs(leaf).max() <= bound
+      assert np.abs(leaf).max() > 0.8 * bound
+
+
+def test_registered_image_tasks_name_their_substitutes_and_cuts():
+  assert {"AED-digits", "AEF", "ICD-digits", "ICF"} <= set(TASKS)
+  for name in ("AED-digits", "ICD-digits"):
+    assert all("sklearn digits" in cut for cut in TASKS[name].cuts.values())
+  assert TASKS["ICF"].cuts["full"] == "no cuts"
+  assert "epochs" in TASKS["ICF"].cuts["quick"]
+
+
+def test_digits_are_upsampled_to_28x28_and_split_stratified():
+  data = digits.load()
+  assert data.x_train.shape == (1497, 28, 28) and data.x_test.shape == (300, 28, 28)
+  assert 0.0 <= data.x_train.min() and data.x_train.max() <= 1.0
+  assert np.bincount(data.y_test).min() >= 29
+
+
+def test_fashion_mnist_loader_names_the_install_command_when_files_are_missing(tmp_path):
+  with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+    fashion_mnist.load(pathlib.Path(tmp_path))
+
+
+@pytest.mark.skipif(not fashion_mnist.DIRECTORY.exists(), reason="dataset-fashion-mnist missing")
+def test_fashion_mnist_loads_all_images_in_unit_range():
+  data = fashion_mnist.load()
+  assert data.x_train.shape == (60000, 28, 28) and data.x_test.shape == (10000, 28, 28)
+  assert data.x_train.dtype == np.float32 and data.x_train.max() == 1.0
+  assert np.bincount(data.y_train).tolist() == [6000] * 10
