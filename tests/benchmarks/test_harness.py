@@ -1,0 +1,62 @@
+"""Runner and report on a fake task: saving, resuming, learning-rate choice, tables, figures."""
+
+import json
+
+import numpy as np
+
+from benchmarks import optimizers, report, runner
+from benchmarks import task as task_lib
+
+CALLS = []
+
+
+def _fake_run(tx, seeds, mode):
+  """Errors that depend on the optimizer through its first update of a unit parameter."""
+  del mode
+  one = np.ones(1, np.float32)
+  updates, _ = tx.update(one, tx.init(one), one)
+  step = float(np.abs(np.asarray(updates)).sum())
+  CALLS.append(step)
+  errors = 1.0 / (1.0 + step) + 0.01 * np.asarray(seeds)[:, None] * np.ones((1, 3))
+  errors[:, 0] += 1.0
+  if step > 0.5:
+    errors[0, 1] = np.nan  # a failed seed
+  return task_lib.TaskResult(errors=errors, extras={"accuracy": 1.0 - errors})
+
+
+FAKE = task_lib.Task(name="FAKE", regime="full-batch", error_name="fake error", run=_fake_run,
+                     cuts={"quick": "fake cut", "standard": "fake cut", "full": "no cuts"},
+                     failure_error=10.0)
+OPTIMIZERS = [optimizers.OPTIMIZERS["SGD"], optimizers.OPTIMIZERS["CoRe"]]
+
+
+def test_quick_mode_uses_one_recommended_rate_and_standard_the_grid():
+  assert [c.learning_rate for c in runner.plan([FAKE], OPTIMIZERS, "quick")] == [1e-1, 1.0]
+  assert len(runner.plan([FAKE], OPTIMIZERS, "standard")) == 2 * len(optimizers.LEARNING_RATES)
+
+
+def test_run_saves_every_configuration_and_a_rerun_resumes(tmp_path):
+  CALLS.clear()
+  runner.run(tmp_path, [FAKE], OPTIMIZERS, "standard", n_seeds=2)
+  assert len(CALLS) == 10
+  assert runner.result_path(tmp_path, "FAKE", "CoRe", 1e-2).exists()
+  runner.run(tmp_path, [FAKE], OPTIMIZERS, "standard", n_seeds=2)
+  assert len(CALLS) == 10
+  assert json.loads((tmp_path / "run.json").read_text())["seeds"] == [0, 1]
+
+
+def test_report_picks_the_best_rate_scores_and_draws(tmp_path):
+  runner.run(tmp_path, [FAKE], OPTIMIZERS, "standard", n_seeds=2)
+  text = report.build(tmp_path, list(optimizers.OPTIMIZERS))
+  _, reports = report.load(tmp_path)
+  outcomes = reports["FAKE"].outcomes
+  # SGD's first update is lr itself: the largest rate without a failed seed (0.1) wins.
+  assert outcomes["SGD"].learning_rate == 0.1
+  assert outcomes["SGD"].n_failed == 0
+  np.testing.assert_allclose(outcomes["SGD"].minima, [1 / 1.1, 1 / 1.1 + 0.01])
+  assert reports["FAKE"].scores["CoRe"][0] <= 1.0
+  assert max(a for a, _ in reports["FAKE"].scores.values()) == 1.0
+  assert "| optimizer | FAKE | A-bar |" in text and "fake cut" in text
+  for name in ("scores.md", "scores.csv", "min_errors.csv", "task_scores.png",
+               "overall_scores.png", "convergence_FAKE.png"):
+    assert (tmp_path / "report" / name).exists(), name

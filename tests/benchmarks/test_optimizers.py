@@ -1,0 +1,82 @@
+"""Every registered optimizer's first steps against the torch optimizer it reproduces."""
+
+import core_optimizer
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+
+from benchmarks import optimizers, transforms
+
+LR = 0.01
+N_STEPS = 8
+
+TORCH = {
+    "SGD": lambda p: torch.optim.SGD(p, lr=LR),
+    "Momentum": lambda p: torch.optim.SGD(p, lr=LR, momentum=0.9),
+    "NAG": lambda p: torch.optim.SGD(p, lr=LR, momentum=0.9, nesterov=True),
+    "Adam": lambda p: torch.optim.Adam(p, lr=LR),
+    "AdaMax": lambda p: torch.optim.Adamax(p, lr=LR),
+    "RMSprop": lambda p: torch.optim.RMSprop(p, lr=LR),
+    "AdaGrad": lambda p: torch.optim.Adagrad(p, lr=LR),
+    "AdaDelta": lambda p: torch.optim.Adadelta(p, lr=LR),
+    "RPROP": lambda p: torch.optim.Rprop(p, lr=1e-3, step_sizes=(1e-6, LR)),
+    "CoRe": lambda p: core_optimizer.CoRe(p, lr=1e-3, step_sizes=(1e-6, LR)),
+    "CoRe-SP": lambda p: core_optimizer.CoRe(p, lr=1e-3, step_sizes=(1e-6, LR), score_history=250,
+                                             frozen=0.1),
+    "AdamW": lambda p: torch.optim.AdamW(p, lr=LR, weight_decay=0.01),
+}
+# optax's own implementations, with no torch counterpart (torch's NAdam adds a momentum
+# schedule that optax.nadam does not have; torch has no Lion).
+OPTAX_ONLY = {"NAdam", "Lion"}
+# CoRe-SP only freezes weights after t_hist = 250 steps.
+STEPS = {"CoRe-SP": 260}
+
+
+def _trajectories(name: str, n_steps: int):
+  rng = np.random.default_rng(0)
+  params = {"b": rng.normal(size=20), "w": rng.normal(size=(10, 10))}
+  grads = [{k: rng.normal(size=v.shape) for k, v in params.items()} for _ in range(n_steps)]
+
+  torch_params = [torch.tensor(params[k], requires_grad=True) for k in sorted(params)]
+  torch_opt = TORCH[name](torch_params)
+  for g in grads:
+    for p, k in zip(torch_params, sorted(params)):
+      p.grad = torch.tensor(g[k])
+    torch_opt.step()
+
+  tx = optimizers.OPTIMIZERS[name].build(LR)
+  jax_params = jax.tree.map(jnp.asarray, params)
+  state = tx.init(jax_params)
+  update = jax.jit(tx.update)
+  for g in grads:
+    updates, state = update(jax.tree.map(jnp.asarray, g), state, jax_params)
+    jax_params = optax.apply_updates(jax_params, updates)
+  return ({k: p.detach().numpy() for k, p in zip(sorted(params), torch_params)},
+          jax.tree.map(np.asarray, jax_params))
+
+
+def test_every_registered_optimizer_is_checked_here():
+  assert set(optimizers.OPTIMIZERS) == set(TORCH) | OPTAX_ONLY
+
+
+@pytest.mark.parametrize("name", sorted(TORCH))
+def test_first_steps_match_torch(name, x64):
+  expected, actual = _trajectories(name, STEPS.get(name, N_STEPS))
+  for key in expected:
+    np.testing.assert_allclose(actual[key], expected[key], rtol=1e-9, atol=1e-12, err_msg=key)
+
+
+def test_torch_rprop_moves_on_the_first_step_unlike_optax_rprop():
+  params, grads = jnp.array([1.0, 1.0]), jnp.array([0.5, -2.0])
+  ours, _ = transforms.torch_rprop(0.1).update(grads, transforms.torch_rprop(0.1).init(params))
+  np.testing.assert_allclose(ours, [-1e-3, 1e-3])
+  lagging, _ = optax.rprop(1e-3).update(grads, optax.rprop(1e-3).init(params))
+  np.testing.assert_allclose(lagging, [0.0, 0.0])
+
+
+def test_quick_learning_rates_cover_every_regime():
+  for optimizer in optimizers.OPTIMIZERS.values():
+    assert set(optimizer.quick_lr) == {"mini-batch", "intermediate", "full-batch"}
