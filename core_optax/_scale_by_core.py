@@ -115,7 +115,7 @@ def scale_by_core(
   Returns:
     A :class:`optax.GradientTransformationExtraArgs`.
   """
-  _checks.check("max_step_size", max_step_size, lambda v: v > 0, "> 0")
+  _checks.check("max_step_size", max_step_size, lambda v: v > 0, "> 0", schedule=True)
   _checks.check("min_step_size", min_step_size, lambda v: v > 0, "> 0")
   s_min, s_max = _checks.static_value(min_step_size), _checks.static_value(max_step_size)
   if s_min is not None and s_max is not None and s_min > s_max:
@@ -125,7 +125,6 @@ def scale_by_core(
   _checks.check("initial_step_size", initial_step_size, lambda v: v > 0, "> 0")
   _checks.check("eta_minus", eta_minus, lambda v: 0 < v <= 1, "in (0, 1]")
   _checks.check("eta_plus", eta_plus, lambda v: v >= 1, ">= 1")
-
   _checks.check("b1_initial", b1_initial, lambda v: 0 <= v < 1, "in [0, 1)")
   _checks.check("b1_final", b1_final, lambda v: 0 <= v < 1, "in [0, 1)")
   _checks.check("b1_width", b1_width, lambda v: v > 0, "> 0")
@@ -135,9 +134,9 @@ def scale_by_core(
     _checks.check(name, beta, lambda v: np.float32(v) < 1,
                   "< 1 also in float32 (<= 1 - 2**-24)")
   _checks.check("eps", eps, lambda v: v >= 0, ">= 0")
-  _checks.check("eps", eps, lambda v: v >= _checks.FLOAT32_TINY,
-                f">= {_checks.FLOAT32_TINY:.8g}, the smallest normal float32 (a smaller "
-                "eps rounds to 0 and turns a zero gradient into 0/0 = NaN)")
+  _checks.check("eps", eps, lambda v: v >= _checks.MIN_EPS,
+                f">= {_checks.MIN_EPS:g} (in float32 a smaller eps can be flushed to 0 and "
+                "turn a zero gradient into 0/0 = NaN)")
   _checks.check("score_history", score_history, lambda v: v >= 0 and v == int(v),
                 "a whole number >= 0")
   _checks.check("score_history", score_history, lambda v: v <= _checks.MAX_SCORE_HISTORY,
@@ -206,18 +205,25 @@ def scale_by_core(
     if scores_on is not False:
       t_hist = jnp.asarray(score_history)
       past_history = (t_hist > 0) & (t >= t_hist)  # tau > t_hist (eq. 5)
+      selected = []  # (leaf ids, n_frozen, whether freezing is on) per group
       for leaf_ids in _groups.members(labels).values():
         p = fractions[leaf_ids[0]]
         size = sum(_group_size(leaves[i]) for i in leaf_ids)
         if _checks.is_python_number(p):
           k = int(p * size)  # floor(p_frozen * n), in double precision as the reference
-          if k == 0:
-            continue
-          active = past_history
+          if k > 0:
+            selected.append((leaf_ids, k, past_history))
         else:
           k = jnp.floor(jnp.asarray(p) * size).astype(jnp.int32)
-          active = past_history & (k > 0)
-        threshold = _selection.kth_largest([_real_view(S_prev[i]) for i in leaf_ids], k)
+          selected.append((leaf_ids, k, past_history & (k > 0)))
+      scores = [[_real_view(S_prev[i]) for i in leaf_ids] for leaf_ids, _, _ in selected]
+      thresholds = jax.lax.cond(  # the selection only runs once tau > t_hist
+          past_history,
+          lambda scores: _selection.kth_largest(scores, [k for _, k, _ in selected]),
+          lambda scores: [jnp.zeros([], group[0].dtype) for group in scores],
+          scores,
+      ) if selected else []
+      for (leaf_ids, _, active), threshold in zip(selected, thresholds):
         for i in leaf_ids:
           frozen[i] = active & _selection.frozen_mask(_real_view(S_prev[i]), threshold)
           decay_scores[i] = active
