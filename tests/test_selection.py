@@ -1,0 +1,129 @@
+"""The counting selection of eq. 5's threshold against a plain sort, on adversarial scores."""
+
+from __future__ import annotations
+
+import functools
+
+import hypothesis
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+import pytest
+
+from core_optax import _selection
+
+F32 = np.finfo(np.float32)
+SPECIAL = [0.0, -0.0, 1.0, -1.0, F32.max, -F32.max, F32.tiny, -F32.tiny, F32.smallest_subnormal,
+           -F32.smallest_subnormal, 3 * F32.smallest_subnormal, np.inf, -np.inf, 1e-30, 1e30]
+# Group sizes: one score, the top_k path (<= 256), rows of a key matrix, a large group.
+SIZES = [1, 7, 256, 300, 5000, 40_000]
+SETTINGS = hypothesis.settings(max_examples=15, deadline=None, derandomize=True,
+                               suppress_health_check=[hypothesis.HealthCheck.too_slow])
+
+
+def _cast(x, dtype) -> np.ndarray:
+  with np.errstate(over="ignore"):  # extremes of float32 become +-inf in float16
+    return np.asarray(x, np.float64).astype(dtype)
+
+
+def scores(n: int, dtype) -> st.SearchStrategy[np.ndarray]:
+  """Scores with ties, all-equal runs, signed zeros, subnormals and extremes (no NaN)."""
+  finfo = np.finfo(dtype) if dtype != ml_dtypes.bfloat16 else ml_dtypes.finfo(dtype)
+  pool = st.sampled_from([_cast(v, dtype) for v in SPECIAL])
+  values = st.one_of(
+      pool,
+      st.floats(-float(finfo.max), float(finfo.max), allow_nan=False, width=64).map(
+          lambda v: _cast(v, dtype)),
+      st.integers(-3, 3).map(lambda v: np.asarray(v, dtype)),
+  )
+  fill = st.one_of(st.just(0.0), st.just(-0.0), st.just(1.5), st.floats(-1, 1, width=32))
+  return st.tuples(hnp.arrays(np.float64, n, elements=st.floats(-1, 1, width=32)),
+                   st.lists(st.tuples(st.integers(0, n - 1), values), max_size=min(n, 64)),
+                   fill, st.booleans()).map(lambda a: _mix(n, dtype, *a))
+
+
+def _mix(n, dtype, smooth, specials, fill, constant):
+  x = _cast(np.full(n, fill) if constant else smooth * 10.0 ** (8 * smooth), dtype)
+  for i, v in specials:
+    x[i] = v
+  return x
+
+
+def reference_kth(x: np.ndarray, k: int) -> np.float64:
+  return np.sort(x.astype(np.float64), kind="stable")[::-1][k - 1]
+
+
+@functools.cache
+def selector(static_k: tuple[int, ...] | None):
+  if static_k is None:
+    return jax.jit(_selection.kth_largest)
+  return jax.jit(lambda groups: _selection.kth_largest(groups, list(static_k)))
+
+
+def select(groups, ks, static):
+  groups = [[jnp.asarray(p) for p in g] for g in groups]
+  if static:
+    return [np.float64(v) for v in selector(tuple(ks))(groups)]
+  return [np.float64(v) for v in selector(None)(groups, [jnp.int32(k) for k in ks])]
+
+
+@pytest.mark.parametrize("n", SIZES)
+@SETTINGS
+@hypothesis.given(data=st.data())
+def test_kth_largest_equals_sort(n, data):
+  x = data.draw(scores(n, np.float32))
+  k = data.draw(st.integers(1, n))
+  static = n <= 256 and data.draw(st.booleans())
+  (got,) = select([[x]], [k], static)
+  assert got == reference_kth(x, k)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16, np.float64])
+@SETTINGS
+@hypothesis.given(data=st.data())
+def test_kth_largest_equals_sort_in_every_dtype(dtype, data):
+  with jax.enable_x64(dtype == np.float64):
+    x = data.draw(scores(3000, dtype))
+    k = data.draw(st.integers(1, x.size))
+    (got,) = select([[x]], [k], static=False)
+    assert got == reference_kth(x, k)
+
+
+@SETTINGS
+@hypothesis.given(data=st.data())
+def test_groups_spanning_leaves_are_selected_together(data):
+  shapes = [(40, 50), (7,), (3, 3, 3), (40_000,), (300,)]
+  leaves = [data.draw(scores(int(np.prod(s)), np.float32)).reshape(s) for s in shapes]
+  groups = [leaves[:3], leaves[3:4], leaves[4:], leaves[1:2]]
+  flat = [np.concatenate([p.ravel() for p in g]) for g in groups]
+  ks = [data.draw(st.integers(1, f.size)) for f in flat]
+  assert select(groups, ks, static=False) == [reference_kth(f, k) for f, k in zip(flat, ks)]
+
+
+@pytest.mark.parametrize("static", [True, False])
+@pytest.mark.parametrize("n", [1, 300, 40_000])
+def test_k_equal_to_group_size_selects_the_minimum(n, static):
+  x = np.random.default_rng(n).normal(size=n).astype(np.float32)
+  (got,) = select([[x]], [n], static)
+  assert got == x.min()
+
+
+def test_traced_k_out_of_range_is_clipped():
+  x = np.arange(1000, dtype=np.float32)
+  assert select([[x], [x]], [0, 5000], static=False) == [999.0, 0.0]
+
+
+@pytest.mark.parametrize("n", [7, 5000])
+@SETTINGS
+@hypothesis.given(data=st.data())
+def test_frozen_mask_equals_the_mask_of_a_plain_sort(n, data):
+  x = data.draw(scores(n, np.float32))
+  k = data.draw(st.integers(1, n))
+  (threshold,) = select([[x]], [k], static=False)
+  x = jnp.asarray(x)
+  by_sort = jnp.sort(x)[n - k]
+  np.testing.assert_array_equal(_selection.frozen_mask(x, jnp.float32(threshold)),
+                                _selection.frozen_mask(x, by_sort))
