@@ -15,8 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-FLOAT32_TINY = float(np.finfo(np.float32).tiny)
-"""The smallest normal float32; XLA flushes smaller numbers to zero."""
+MIN_EPS = 1e-30
+"""XLA flushes float32 numbers below 1.2e-38 to zero, and may fold the bias
+correction (>= 2**-24) into ``sqrt(h) + eps``: a smaller eps can become 0 and
+turn a zero gradient into 0/0 = NaN (eq. 4)."""
 
 MAX_SCORE_HISTORY = 2**31 - 1
 """``score_history`` is compared with the int32 step counter."""
@@ -36,20 +38,33 @@ def is_python_number(value: Any) -> bool:
   )
 
 
-def check(name: str, value: Any, ok: Callable[[float], bool], allowed: str) -> None:
+def check(
+    name: str,
+    value: Any,
+    ok: Callable[[float], bool],
+    allowed: str,
+    *,
+    per_group: bool = False,
+    schedule: bool = False,
+) -> None:
   """Raises a ValueError naming ``name``, ``value`` and the allowed range.
 
-  A mapping is checked value by value.
+  Non-numbers raise a TypeError, except a mapping ``{label: value}`` (checked
+  value by value) with ``per_group`` and a callable (not checked) with
+  ``schedule``.
   """
-  if isinstance(value, Mapping):
+  if isinstance(value, Mapping) and per_group:
     for label, v in value.items():
       check(f"{name}[{label!r}]", v, ok, allowed)
     return
-  if isinstance(value, bool) or not (
-      callable(value) or isinstance(value, (int, float, np.ndarray, np.generic, jax.Array))
+  if callable(value) and schedule:
+    return
+  if isinstance(value, bool) or not isinstance(
+      value, (int, float, np.ndarray, np.generic, jax.Array)
   ):
-    raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}.")
-  if not callable(value) and (
+    kind = "a number or a schedule" if schedule else "a number"
+    raise TypeError(f"{name} must be {kind}, got {type(value).__name__} {value!r}.")
+  if (
       np.shape(value) != () or not jnp.issubdtype(jnp.result_type(value), jnp.number)
       or jnp.issubdtype(jnp.result_type(value), jnp.complexfloating)
   ):
@@ -73,12 +88,11 @@ def check_float_leaves(name: str, tree: Any) -> None:
   CoRe's state and arithmetic are floating-point; integer, boolean (and
   ``float0``) leaves are rejected rather than silently skipped: mask them out,
   e.g. with ``optax.masked`` or ``optax.multi_transform`` and ``optax.set_to_zero``.
+  Python numbers are rejected too: leaves must be (JAX or NumPy) arrays.
   """
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    try:
-      dtype = jnp.result_type(leaf)
-    except TypeError:
-      dtype = None
+    array = isinstance(leaf, (jax.Array, np.ndarray, np.generic))
+    dtype = jnp.result_type(leaf) if array and leaf.dtype != object else None
     if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
       raise TypeError(
           f"{name}{jax.tree_util.keystr(path)} is {type(leaf).__name__} of dtype {dtype}; "

@@ -141,7 +141,8 @@ def scale_by_core(
                 "a whole number >= 0")
   _checks.check("score_history", score_history, lambda v: v <= _checks.MAX_SCORE_HISTORY,
                 f"<= {_checks.MAX_SCORE_HISTORY} (the step counter is int32)")
-  _checks.check("frozen_fraction", frozen_fraction, lambda v: 0 <= v <= 1, "in [0, 1]")
+  _checks.check("frozen_fraction", frozen_fraction, lambda v: 0 <= v <= 1, "in [0, 1]",
+                per_group=True)
   _groups.check_mapping("frozen_fraction", frozen_fraction, _groups.static_labels(groups))
   if isinstance(frozen_fraction, Mapping) and groups is None:
     raise ValueError("frozen_fraction is a mapping {label: fraction}; it needs groups=...")

@@ -41,7 +41,7 @@ def add_update_scaled_weight_decay(
   Raises:
     ValueError: for a negative decay or a mapping that does not match the labels.
   """
-  _checks.check("weight_decay", weight_decay, lambda v: v >= 0, ">= 0")
+  _checks.check("weight_decay", weight_decay, lambda v: v >= 0, ">= 0", per_group=True)
   if isinstance(weight_decay, Mapping) and groups is None:
     raise ValueError("weight_decay is a mapping {label: decay}; it needs groups=...")
   _groups.check_mapping("weight_decay", weight_decay, _groups.static_labels(groups))
@@ -76,7 +76,10 @@ def add_update_scaled_weight_decay(
         re = u.real + d * jnp.abs(u.real) * w.real
         im = u.imag + d * jnp.abs(u.imag) * w.imag
         return jax.lax.complex(re, im).astype(u.dtype)
-      return (u + d * jnp.abs(u) * w).astype(u.dtype)  # eq. 7
+      # In at least float32: a decay d > 65504 (s_max < 1/65504) is inf in float16.
+      dtype = jnp.promote_types(jnp.result_type(u, w), jnp.float32)
+      x = u.astype(dtype)
+      return (x + d * jnp.abs(x) * w.astype(dtype)).astype(u.dtype)  # eq. 7
 
     return treedef.unflatten(list(map(decayed, decays, leaves, weights))), state
 
