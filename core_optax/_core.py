@@ -28,6 +28,7 @@ def core(
     frozen_fraction: _groups.PerGroup = 0.0,
     groups: _groups.Groups = None,
     maximize: bool = False,
+    state_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""The Continual Resilient (CoRe) optimizer.
 
@@ -103,6 +104,13 @@ def core(
       hashable labels with the parameters' structure, or a callable mapping
       the parameters to one. Leaves with equal labels form one group.
     maximize: ascend the objective instead of descending it.
+    state_dtype: storage dtype of ``g`` and ``s`` (like ``mu_dtype`` of
+      :func:`optax.adam`), for example ``jnp.bfloat16`` to keep 8 instead of
+      12 bytes of state per float32 weight (12 instead of 16 with freezing).
+      ``None`` keeps the parameters' dtype (at least float32). ``h`` and ``S``
+      always keep at least float32: in bfloat16 the decays 0.99 and
+      :math:`1 - 1/t_\mathrm{hist}` would round to 1. Arithmetic runs in float32
+      either way; complex leaves keep their dtype.
 
   Returns:
     A :class:`optax.GradientTransformationExtraArgs`. Its ``update`` takes
@@ -156,6 +164,7 @@ def core(
           frozen_fraction=frozen_fraction,
           groups=groups,
           maximize=maximize,
+          state_dtype=state_dtype,
       ),
       add_update_scaled_weight_decay(weight_decay, groups=groups),
       optax.scale(-1.0),

@@ -89,6 +89,7 @@ def scale_by_core(
     frozen_fraction: _groups.PerGroup = 0.0,
     groups: _groups.Groups = None,
     maximize: bool = False,
+    state_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales gradients to the signed CoRe step ``D = u * P * s``.
 
@@ -111,6 +112,8 @@ def scale_by_core(
     frozen_fraction: :math:`p_\mathrm{frozen}`, a number or ``{label: number}``.
     groups: weight groups :math:`\chi` (see :func:`core_optax.core`).
     maximize: ascend instead of descend.
+    state_dtype: storage dtype of ``g`` and ``s`` of real leaves (see
+      :func:`core_optax.core`).
 
   Returns:
     A :class:`optax.GradientTransformationExtraArgs`.
@@ -167,15 +170,20 @@ def scale_by_core(
     _groups.per_leaf("frozen_fraction", frozen_fraction, _groups.leaf_labels(groups, params))
     s0 = jnp.asarray(initial_step_size)
 
-    def zeros(p):
-      return jnp.zeros_like(p, dtype=_state_dtype(p))
+    def dtype(p, lean=False):  # lean: g and s, which may be stored in state_dtype
+      if lean and state_dtype is not None and not jnp.iscomplexobj(p):
+        return state_dtype
+      return _state_dtype(p)
+
+    def zeros(p, lean=False):
+      return jnp.zeros_like(p, dtype=dtype(p, lean))
 
     def step_sizes(p):
-      return jnp.full_like(p, s0 * (1 + 1j) if jnp.iscomplexobj(p) else s0, _state_dtype(p))
+      return jnp.full_like(p, s0 * (1 + 1j) if jnp.iscomplexobj(p) else s0, dtype(p, lean=True))
 
     return ScaleByCoreState(
         tau=jnp.zeros([], jnp.int32),
-        g=jax.tree.map(zeros, params),
+        g=jax.tree.map(lambda p: zeros(p, lean=True), params),
         h=None if sign_mode else jax.tree.map(zeros, params),
         s=jax.tree.map(step_sizes, params),
         S=jax.tree.map(zeros, params) if scores_on is not False else None,
