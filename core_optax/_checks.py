@@ -91,13 +91,17 @@ def check_float_leaves(name: str, tree: Any) -> None:
   Python numbers are rejected too: leaves must be (JAX or NumPy) arrays.
   """
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    array = isinstance(leaf, (jax.Array, np.ndarray, np.generic))
-    dtype = jnp.result_type(leaf) if array and leaf.dtype != object else None
-    if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
+    where = f"{name}{jax.tree_util.keystr(path)}"
+    if not isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
       raise TypeError(
-          f"{name}{jax.tree_util.keystr(path)} is {type(leaf).__name__} of dtype {dtype}; "
-          "CoRe updates float and complex leaves only. Leave others out with "
-          "optax.masked or optax.multi_transform(..., optax.set_to_zero())."
+          f"{where} is {type(leaf).__name__}, not an array; leaves must be (JAX or NumPy) "
+          "arrays of floats or complex numbers."
+      )
+    if not jnp.issubdtype(leaf.dtype, jnp.inexact):
+      raise TypeError(
+          f"{where} is {type(leaf).__name__} of dtype {leaf.dtype}; CoRe updates float and "
+          "complex leaves only. Leave others out with optax.masked or "
+          "optax.multi_transform(..., optax.set_to_zero())."
       )
 
 

@@ -220,6 +220,13 @@ def test_integer_and_boolean_leaves_fail_clearly(leaf):
     tx.update({"x": jnp.ones(2), "n": leaf}, state, {"x": jnp.ones(2), "n": leaf})
 
 
+def test_python_number_leaves_fail_clearly():
+  tx = core_optax.core(1e-3)
+  state = tx.init({"x": jnp.ones(2), "y": jnp.asarray(1.0)})
+  with pytest.raises(TypeError, match=r"updates\['y'\] is float, not an array; leaves must be \(JAX or"):
+    tx.update({"x": jnp.ones(2), "y": 0.5}, state, {"x": jnp.ones(2), "y": jnp.asarray(1.0)})
+
+
 def test_integer_leaves_can_be_masked_out():
   params = {"x": jnp.ones(2), "n": jnp.arange(3)}
   is_float = lambda p: jax.tree.map(lambda x: jnp.issubdtype(x.dtype, jnp.floating), p)  # noqa: E731
@@ -377,6 +384,27 @@ def test_half_precision_tracks_float32_over_1000_steps_with_large_gradients(dtyp
   assert state[0].h.dtype == jnp.float32
   np.testing.assert_allclose(reference, centre, atol=1e-3)
   np.testing.assert_allclose(ours, reference, atol=4 * float(jnp.finfo(dtype).eps))
+
+
+def test_smallest_eps_keeps_a_zero_gradient_at_zero_under_jit():
+  # XLA folds the bias correction into sqrt(h) + eps; 1.2e-38 then flushed to 0: 0/0.
+  tx = core_optax.core(1.0, eps=1e-30, b1_initial=1 - 2**-24)
+  params = {"w": jnp.zeros(3)}
+  updates, _ = jax.jit(tx.update)({"w": jnp.zeros(3)}, tx.init(params), params)
+  np.testing.assert_array_equal(updates["w"], 0.0)
+
+
+def test_weight_decay_beyond_the_float16_range_is_applied_in_float32():
+  # s_max = 1e-6 allows d up to 1e6, which is inf in float16 (max 65504): inf * 0 = NaN.
+  tx = core_optax.core(1e-6, min_step_size=1e-7, weight_decay=5e5)
+  params = {"w": jnp.array([0.5, -0.25, 0.0], jnp.float16)}
+  state = tx.init(params)
+  for step in range(3):
+    grads = {"w": jnp.array([1.0, 0.0, -2.0], jnp.float16) * step}
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+  assert params["w"].dtype == jnp.float16
+  assert bool(jnp.all(jnp.isfinite(params["w"])))
 
 
 # Determinism ----------------------------------------------------------------------------------
