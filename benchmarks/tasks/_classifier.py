@@ -14,8 +14,8 @@ class Classifier(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = nn.relu(_image.torch_conv(32, 1, 3)(x))
-    x = nn.relu(_image.torch_conv(64, 32, 3)(x))
+    x = nn.relu(_image.TorchConv(32, 1, 3)(x))
+    x = nn.relu(_image.TorchConv(64, 32, 3)(x))
     x = x.reshape(x.shape[0], 12, 2, 12, 2, 64).max((2, 4))  # 2x2 max-pool, fast on CPU.
     x = nn.Dropout(0.25, deterministic=not train)(x)
     x = nn.relu(_image.torch_dense(128, 9216)(x.reshape(x.shape[0], 9216)))
