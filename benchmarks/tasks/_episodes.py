@@ -147,9 +147,8 @@ def normalised_returns(length: jax.Array, max_steps: int) -> jax.Array:
   t = jnp.arange(max_steps)
   valid = t < length
   returns = jnp.where(valid, (1 - GAMMA**(length - t)) / (1 - GAMMA), 0.0)
-  n = jnp.maximum(length, 2)
-  mean = returns.sum() / length
-  var = jnp.where(valid, (returns - mean)**2, 0.0).sum() / (n - 1)
+  mean = returns.sum() / jnp.maximum(length, 1)
+  var = jnp.where(valid, (returns - mean)**2, 0.0).sum() / jnp.maximum(length - 1, 1)
   return jnp.where(valid, (returns - mean) / (jnp.sqrt(var) + RETURN_EPS), 0.0)
 
 
@@ -170,20 +169,16 @@ def train(tx: optax.GradientTransformation, seeds: jax.Array, *,
     params = init(k_init)
 
     def episode(carry):
+      # Runs only while this seed is unsolved in the current block (the batched
+      # while_loop keeps a finished seed's carry); solved seeds skip playing.
       params, opt_state, running, solved_at, i = carry
-      unsolved = solved_at == 0
       ep = play(policy, draw_noise, params, jax.random.fold_in(k_play, i),
-                spec.max_steps, skip=~unsolved, axis_name=_SEEDS)
+                spec.max_steps, skip=solved_at > 0, axis_name=_SEEDS)
       grads = episode_grads(loss, params, ep, axis_name=_SEEDS)
-      updates, new_opt_state = tx.update(grads, opt_state, params)
-      new_params = optax.apply_updates(params, updates)
-      keep = lambda new, old: jax.tree.map(
-          lambda a, b: jnp.where(unsolved, a, b), new, old)
-      new_running = 0.05 * ep.length + 0.95 * running
-      solved_at = jnp.where(unsolved & (new_running > SOLVED_REWARD), i + 1,
-                            solved_at)
-      return (keep(new_params, params), keep(new_opt_state, opt_state),
-              jnp.where(unsolved, new_running, running), solved_at, i + 1)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      running = 0.05 * ep.length + 0.95 * running
+      solved_at = jnp.where(running > SOLVED_REWARD, i + 1, solved_at)
+      return optax.apply_updates(params, updates), opt_state, running, solved_at, i + 1
 
     def block(carry, b):
       end = jnp.minimum((b + 1) * spec.block, spec.max_episodes)

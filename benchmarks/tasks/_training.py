@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -65,5 +66,5 @@ def train(tx: optax.GradientTransformation, seeds: jax.Array, data: Data, *,
                               jax.random.split(k_train, n_epochs))
     return metrics
 
-  metrics = jax.jit(jax.vmap(one_seed, in_axes=(0, None)))(jax.numpy.asarray(seeds), data)
+  metrics = jax.jit(jax.vmap(one_seed, in_axes=(0, None)))(jnp.asarray(seeds), data)
   return {name: np.asarray(value) for name, value in metrics.items()}

@@ -58,7 +58,7 @@ class Size:
 
 SIZES: dict[Mode, Size] = {
     "quick": Size(n_structures=200, n_epochs=15),
-    "standard": Size(n_structures=1000, n_epochs=100),
+    "standard": Size(n_structures=400, n_epochs=40),
     "full": Size(n_structures=1000, n_epochs=200),
 }
 
@@ -280,7 +280,7 @@ TASK = Task(
     cuts={
         "quick": "200 structures (160 training), 15 epochs of 10 mini-batches; "
                  "EMT Cu-Au clusters instead of the paper's DFT data",
-        "standard": "1000 structures (800 training), 100 epochs of 10 mini-batches; "
+        "standard": "400 structures (320 training), 40 epochs of 10 mini-batches; "
                     "EMT Cu-Au clusters instead of the paper's DFT data",
         "full": "1000 structures (800 training), 200 epochs of 10 mini-batches (2000 "
                 "updates, as the paper's 2000 epochs of one 10% fit); EMT Cu-Au "

@@ -3,6 +3,12 @@
 Policy: dense 4 -> 128, dropout 0.6 (active while acting, before the ReLU),
 dense 128 -> 2, softmax. Loss ``sum(-log pi(a|s) * R)`` over the episode with
 normalised discounted returns (gamma 0.99), one update per episode.
+
+Regime "intermediate" (our choice; the paper does not say): each update sees a
+whole episode, tens to thousands of correlated steps, and a run has at most
+2500 updates, so it sits between small mini-batches and full-batch learning;
+the examples' tuned Adam learning rates (1e-2 here, 3e-2 for RA) are also
+above the usual mini-batch value.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ DROPOUT = 0.6
 # bound); quick mode caps them at 1000 steps.
 SPECS: dict[Mode, _episodes.EpisodeSpec] = {
     "quick": _episodes.EpisodeSpec(max_steps=1000, max_episodes=200, block=20),
-    "standard": _episodes.EpisodeSpec(max_steps=9999, max_episodes=2500, block=100),
+    "standard": _episodes.EpisodeSpec(max_steps=9999, max_episodes=1000, block=50),
     "full": _episodes.EpisodeSpec(max_steps=9999, max_episodes=2500, block=100),
 }
 
@@ -67,7 +73,7 @@ TASK = Task(
     cuts={
         "quick": "episodes capped at 1000 steps (example: 9999), unsolved after "
                  "200 episodes (error 200; paper: 2500)",
-        "standard": "none",
+        "standard": "unsolved after 1000 episodes (error 1000; paper: 2500)",
         "full": "none",
     },
 )

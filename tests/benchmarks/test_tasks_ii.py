@@ -111,3 +111,11 @@ def test_symmetry_functions_are_invariant_to_rotation_and_permutation():
   g_moved = mlp.symmetry_functions(jnp.asarray(positions[perm] @ q.T + 1.5),
                                    jnp.asarray(species[perm]))
   np.testing.assert_allclose(g_moved, g[perm], rtol=1e-4, atol=1e-5)
+
+
+def test_patch_convolution_matches_lax_conv():
+  params = sr.init(jax.random.key(0))["conv1"]
+  x = jax.random.normal(jax.random.key(1), (2, 7, 9, 1))
+  want = jax.lax.conv_general_dilated(x, params["w"], (1, 1), "SAME",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC")) + params["b"]
+  np.testing.assert_allclose(sr.conv(params, x), want, rtol=1e-5, atol=1e-5)
