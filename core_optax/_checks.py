@@ -64,11 +64,17 @@ def check(
   ):
     kind = "a number or a schedule" if schedule else "a number"
     raise TypeError(f"{name} must be {kind}, got {type(value).__name__} {value!r}.")
+  dtype = value.dtype if hasattr(value, "dtype") else np.result_type(value)
   if (
-      np.shape(value) != () or not jnp.issubdtype(jnp.result_type(value), jnp.number)
-      or jnp.issubdtype(jnp.result_type(value), jnp.complexfloating)
+      np.shape(value) != () or not jnp.issubdtype(dtype, jnp.number)
+      or jnp.issubdtype(dtype, jnp.complexfloating)
   ):
     raise TypeError(f"{name} must be a real scalar, got {type(value).__name__} {value!r}.")
+  if isinstance(value, (int, np.integer)) and not -(2**31) <= value < 2**31:
+    raise ValueError(
+        f"{name} must be {allowed}, and an int must fit int32 (JAX's integer), got {value!r}; "
+        "pass a float instead."
+    )
   v = static_value(value)
   if v is not None and not math.isfinite(v):
     raise ValueError(f"{name} must be finite and {allowed}, got {value!r}.")
@@ -90,7 +96,11 @@ def check_float_leaves(name: str, tree: Any) -> None:
   e.g. with ``optax.masked`` or ``optax.multi_transform`` and ``optax.set_to_zero``.
   Python numbers are rejected too: leaves must be (JAX or NumPy) arrays.
   """
-  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+  try:
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  except ValueError as error:  # e.g. dict keys of mixed types, which cannot be sorted
+    raise ValueError(f"{name} is not a valid pytree: {error}") from error
+  for path, leaf in leaves:
     where = f"{name}{jax.tree_util.keystr(path)}"
     if not isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
       raise TypeError(
