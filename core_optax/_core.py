@@ -81,21 +81,25 @@ def core(
 
   Args:
     max_step_size: :math:`s_\max > 0`, the hyperparameter to tune; a number or
-      an optax schedule of the step count.
+      an optax schedule of the step count (its values are not checked).
     min_step_size: :math:`0 < s_\min \le s_\max`.
     initial_step_size: :math:`s^0 > 0`.
     eta_minus: :math:`\eta_- \in (0, 1]`, step-size decrease on a sign change.
     eta_plus: :math:`\eta_+ \ge 1`, step-size increase on a kept sign.
-    b1_initial: :math:`\beta_1^a \in [0, 1)`, decay of ``g`` at the start.
+    b1_initial: :math:`\beta_1^a \in [0, 1)`, decay of ``g`` at the start;
+      also below 1 in float32, as are ``b1_final`` and ``b2``.
     b1_final: :math:`\beta_1^b \in [0, 1)`, decay of ``g`` in the end.
     b1_width: :math:`\beta_1^c > 0`, width of the Gaussian between them.
     b2: :math:`\beta_2 < 1`, decay of ``h``. Negative values select the
       reference's sign mode, :math:`u = \mathrm{sign}(g)`, which keeps no ``h``.
-    eps: :math:`\epsilon \ge 0`.
-    weight_decay: :math:`d_\chi \ge 0` (the paper requires
-      :math:`d_\chi < 1/s_\max`); a number or ``{group label: number}``.
-    score_history: :math:`t_\mathrm{hist} \ge 0`, a whole number. 0 turns the
-      importance scores and freezing off.
+    eps: :math:`\epsilon \ge 10^{-30}` (the reference allows 0, which turns a
+      zero gradient into 0/0 = NaN; float32 flushes much smaller values to 0).
+    weight_decay: :math:`d_\chi \ge 0` and :math:`d_\chi < 1/s_\max` (paper,
+      eq. 7; a ValueError when both are numbers); a number or
+      ``{group label: number}``.
+    score_history: :math:`t_\mathrm{hist} \ge 0`, a whole number below
+      :math:`2^{31}`. 0 turns the importance scores and freezing off (a
+      ``frozen_fraction`` then warns that it has no effect).
     frozen_fraction: :math:`p_{\mathrm{frozen},\chi} \in [0, 1]`, a number or
       ``{group label: number}``. Weights compare their scores within a group,
       across all its leaves, with the reference's relative tie tolerance.
