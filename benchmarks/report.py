@@ -177,7 +177,7 @@ def _hatched_bar(ax, x, value, error, width, colour, horizontal=False):
 
 
 def _plot_task_scores(path, reports, order, colours):
-  fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(reports)), 4.5))
+  fig, ax = plt.subplots(figsize=(2.5 + 1.6 * len(reports), 4.5))
   width = 0.8 / len(order)
   for i, name in enumerate(order):
     for j, report in enumerate(reports.values()):
@@ -189,7 +189,7 @@ def _plot_task_scores(path, reports, order, colours):
   ax.set_ylabel("accuracy score $A_i$ (%)")
   ax.set_ylim(0, 105)
   ax.legend(handles=[matplotlib.patches.Patch(color=colours[n], label=n) for n in order],
-            ncol=min(len(order), 7), fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.0))
+            fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -218,6 +218,7 @@ def _plot_convergence(path, task, report, colours):
     steps = np.arange(1, len(mean) + 1)
     ax.plot(steps, mean, color=colours[name], label=name)
     ax.fill_between(steps, mean - std, mean + std, color=colours[name], alpha=0.2, linewidth=0)
+  ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
   ax.set_xlabel("evaluation (epoch)")
   ax.set_ylabel(report.meta["error_name"])
   ax.set_title(f"{task}: the {len(best)} best optimizers, mean ± std over seeds")
