@@ -2,7 +2,8 @@
 
 Per seed the minimum test error over evaluations (early stopping) is taken; a seed whose
 errors contain a non-finite value failed and scores the task's failure error instead (our
-reading of the task contract). Mean and standard deviation (``ddof=0``) of the per-seed
+reading of the task contract), and no seed scores worse than the failure error (a finite
+run that never gets below it failed too). Mean and standard deviation (``ddof=0``) of the per-seed
 minima give ``E_min`` and ``dE_min`` of an optimizer on a task.
 """
 
@@ -14,7 +15,7 @@ import numpy as np
 
 
 def seed_minima(errors: np.ndarray, failure_error: float) -> np.ndarray:
-  """Minimum over evaluations per seed; failed seeds get ``failure_error``.
+  """Minimum over evaluations per seed, at most ``failure_error``; failed seeds get it.
 
   Args:
     errors: ``[n_seeds, n_evals]`` test errors.
@@ -25,7 +26,7 @@ def seed_minima(errors: np.ndarray, failure_error: float) -> np.ndarray:
   """
   errors = np.asarray(errors, dtype=np.float64)
   failed = ~np.isfinite(errors).all(axis=1)
-  return np.where(failed, failure_error, np.where(failed[:, None], 0.0, errors).min(axis=1))
+  return np.minimum(np.where(failed[:, None], failure_error, errors).min(axis=1), failure_error)
 
 
 def accuracy_scores(mean_errors: Mapping[str, float],

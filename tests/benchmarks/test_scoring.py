@@ -7,8 +7,10 @@ from benchmarks import scoring
 
 
 def test_seed_minima_take_the_minimum_over_evaluations_and_penalise_failed_seeds():
-  errors = np.array([[3.0, 2.0, 4.0], [np.nan, 1.0, 1.0], [5.0, np.inf, 0.5], [5.0, 5.0, 5.0]])
-  np.testing.assert_array_equal(scoring.seed_minima(errors, 1000.0), [2.0, 1000.0, 1000.0, 5.0])
+  errors = np.array([[3.0, 2.0, 4.0], [np.nan, 1.0, 1.0], [5.0, np.inf, 0.5], [5.0, 5.0, 5.0],
+                     [2e3, 3e3, 4e3]])
+  np.testing.assert_array_equal(scoring.seed_minima(errors, 1000.0),
+                                [2.0, 1000.0, 1000.0, 5.0, 1000.0])
 
 
 def test_accuracy_scores_follow_equations_19_and_20():
