@@ -72,8 +72,8 @@ def _task_report(meta: dict, raw: dict[str, dict[float, dict[str, np.ndarray]]])
     best = np.where(np.isfinite(errors), errors, np.inf).argmin(axis=1)
     extras = {key[len("extra_"):]: value[np.arange(len(best)), best]
               for key, value in runs[lr].items() if key.startswith("extra_")}
-    outcomes[name] = Outcome(lr, candidates[lr], errors, extras,
-                             int((~np.isfinite(errors).all(axis=1)).sum()))
+    failed = ~np.isfinite(errors).all(axis=1) | (errors.min(axis=1) > failure_error)
+    outcomes[name] = Outcome(lr, candidates[lr], errors, extras, int(failed.sum()))
   scores = scoring.accuracy_scores({k: o.minima.mean() for k, o in outcomes.items()},
                                    {k: o.minima.std() for k, o in outcomes.items()})
   return TaskReport(meta=meta, outcomes=outcomes, scores=scores)
@@ -113,8 +113,8 @@ def markdown(run: dict, reports: dict[str, TaskReport], order: list[str],
     lines.append(f"| {name} | " + " | ".join(cells) + f" | "
                  f"{_percent(overall[name]) if name in overall else '—'} |")
   lines += ["", "Minimum test error per seed, mean ± std over seeds, at the chosen learning rate "
-            "(failed seeds, i.e. with a non-finite error, counted as the failure error and marked "
-            "with their number):", "",
+            "(failed seeds, with a non-finite error or none below the task's failure error, count as "
+            "the failure error; their number is in brackets):", "",
             "| optimizer | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
   for name in order:
     cells = []
