@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,11 +20,11 @@ do we.
 _TOP_K_MAX_SIZE = 256
 """Groups up to this size (with a static ``k``) use ``lax.top_k``; it is faster there."""
 
-_ROW_MAX_SIZE = 1 << 15
-"""Groups up to this size are searched as rows of padded key matrices, many at once."""
-
 _CHUNK = 1 << 22
-"""Counts are float32 sums of ``b * b <= 4`` per score: exact for up to 2**22 scores."""
+"""Counts are float32 sums of ``b * b <= 4`` per key: exact for up to 2**22 keys."""
+
+_MIN_WIDTH = 2 * _TOP_K_MAX_SIZE
+"""Narrowest row of a key matrix; rows are padded to powers of 2 at least this wide."""
 
 _PIECE = 24
 """Bits of an integer key that a float32 holds exactly."""
@@ -64,99 +63,59 @@ def _value(key: jax.Array, dtype: jnp.dtype) -> jax.Array:
   return jax.lax.bitcast_convert_type(bits, ftype).astype(dtype)
 
 
-class _Rows(NamedTuple):
-  """Small groups as the rows of one matrix of keys, padded with 0 (below all keys)."""
-
-  keys: jax.Array  # [groups, padded size]
-  sizes: tuple[int, ...]
-
-  def bounds(self):
-    padded = jnp.where(self.keys == 0, ~jnp.zeros_like(self.keys), self.keys)
-    return jnp.min(padded, axis=1), jnp.max(self.keys, axis=1) + 1
-
-  def count(self, c1, c2, needed):
-    del needed  # one pass does all rows
-    return _count(self.keys, c1[:, None], c2[:, None], axis=1)
-
-  def max_piece(self, hi, found, mask, needed, shift, ones):
-    del needed
-    return (_max_piece(self.keys, hi[:, None], found[:, None], mask[:, None], shift, ones, 1),)
-
-
-class _Group(NamedTuple):
-  """One large group; its keys are computed from its leaves in every pass."""
-
-  parts: tuple[jax.Array, ...]
-  sizes: tuple[int]
-
-  def bounds(self):
-    low = jnp.min(jnp.stack([p.min() for p in self.parts]))
-    high = jnp.max(jnp.stack([p.max() for p in self.parts]))
-    return _keys(low)[None], _keys(high)[None] + 1  # may miss subnormals: counts check
-
-  def count(self, c1, c2, needed):
-    def count():
-      chunks = [p[i:i + _CHUNK] for p in self.parts for i in range(0, p.size, _CHUNK)]
-      counts = [_count(_keys(chunk), c1[0], c2[0], axis=None) for chunk in chunks]
-      return tuple(sum(n)[None] for n in zip(*counts))
-    return jax.lax.cond(needed[0], count, lambda: (jnp.zeros([1], jnp.int32),) * 2)
-
-  def max_piece(self, hi, found, mask, needed, shift, ones):
-    def max_piece():
-      pieces = [_max_piece(_keys(p), hi[0], found[0], mask[0], shift, ones, None) for p in self.parts]
-      return jnp.max(jnp.stack(pieces))[None]
-    return (jax.lax.cond(needed[0], max_piece, lambda: jnp.zeros([1], jnp.float32)),)
-
-
-def _count(keys, c1, c2, axis):
-  """``(#keys >= c1, #keys >= c2)`` for ``c1 <= c2``, in one pass over the keys.
+def _count(keys: jax.Array, c1: jax.Array, c2: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per row, ``(#keys >= c1, #keys >= c2)`` for ``c1 <= c2``, in one pass over the keys.
 
   ``b = [key >= c1] + [key >= c2]`` gives both counts from ``sum(b)`` and
   ``sum(b * b)``. Reductions of small floats are fast on every backend, and
   under sharding they become all-reduces of a few numbers.
   """
-  b = (keys >= c1).astype(jnp.uint8) + (keys >= c2).astype(jnp.uint8)
+  rows, width = keys.shape
+  chunk = min(width, _CHUNK)
+  b = (keys >= c1[:, None]).astype(jnp.uint8) + (keys >= c2[:, None]).astype(jnp.uint8)
   # Materialising the bytes lets XLA:CPU vectorise the float sums (~5x).
-  b = jax.lax.optimization_barrier(b).astype(jnp.float32)
-  s1 = jnp.sum(b, axis=axis).astype(jnp.int32)
-  s2 = jnp.sum(b * b, axis=axis).astype(jnp.int32)
+  b = jax.lax.optimization_barrier(b).astype(jnp.float32).reshape(rows, width // chunk, chunk)
+  s1 = jnp.sum(b, axis=2).astype(jnp.int32).sum(axis=1, dtype=jnp.int32)
+  s2 = jnp.sum(b * b, axis=2).astype(jnp.int32).sum(axis=1, dtype=jnp.int32)
   n2 = (s2 - s1) // 2
   return s1 - n2, n2
 
 
-def _max_piece(keys, hi, found, mask, shift, ones, axis):
-  """Largest ``(key >> shift) & ones`` over keys ``< hi`` that match ``found`` on ``mask``."""
-  ok = (keys < hi) & (keys & mask == found)
-  return jnp.max(jnp.where(ok, ((keys >> shift) & ones).astype(jnp.float32), -1), axis=axis)
+def _max_piece(keys, hi, found, mask, shift, ones) -> jax.Array:
+  """Per row, the largest ``(key >> shift) & ones`` of keys ``< hi`` matching ``found`` on ``mask``."""
+  ok = (keys < hi[:, None]) & (keys & mask[:, None] == found[:, None])
+  return jnp.max(jnp.where(ok, ((keys >> shift) & ones).astype(jnp.float32), -1), axis=1)
 
 
-def _search(blocks: list[_Rows | _Group], k: jax.Array, utype: type) -> jax.Array:
-  """The key of the ``k[j]``-th largest score of every group ``j``, by counting.
+def _search(matrices: list[jax.Array], k: jax.Array, bounds: tuple[jax.Array, jax.Array]) -> jax.Array:
+  """The key of the ``k[j]``-th largest key in every row ``j`` of the key matrices.
 
-  For every group, keeps a bracket ``[lo, hi)`` of keys with
+  For every row, keeps a bracket ``[lo, hi)`` of keys with
   ``#(>= lo) >= k > #(>= hi)`` and narrows it with two thresholds per pass:
-  around the interpolated position of the ``k``-th score, with a margin that
-  shrinks while the guesses hit and grows when they miss. With at most
-  ``_SNAP`` scores left, the thresholds jump to the largest key in the bracket
-  (found exactly as float maxima of its 24-bit pieces). A group is done when
-  ``hi == lo + 1``: ``lo`` is then a score's key, the ``k``-th largest one. All
-  groups advance together, in one loop: it runs as many passes as the slowest
-  group needs (10 to 15 on smooth scores, at most about 70).
+  first the given bounds, then around the interpolated position of the
+  ``k``-th key, with a margin that shrinks while the guesses hit and grows when
+  they miss. With at most ``_SNAP`` keys left, the thresholds jump to the
+  largest key in the bracket (found exactly as float maxima of its 24-bit
+  pieces). A row is done when ``hi == lo + 1``: ``lo`` is then a key of the
+  row, the ``k``-th largest one. All rows advance together, in one loop that
+  runs as many passes as the slowest row needs (10 to 15 on smooth scores, at
+  most about 70).
   """
+  utype = matrices[0].dtype.type
   width = jnp.iinfo(utype).bits
-  cuts = np.cumsum([len(b.sizes) for b in blocks])[:-1]
+  cuts = np.cumsum([m.shape[0] for m in matrices])[:-1]
 
-  def per_block(method, *vectors, **scalars):
+  def per_matrix(fn, *vectors, **scalars):
     pieces = [jnp.split(v, cuts) for v in vectors]
-    outs = [getattr(b, method)(*(p[i] for p in pieces), **scalars) for i, b in enumerate(blocks)]
-    return tuple(jnp.concatenate(x) for x in zip(*outs))
+    outs = [fn(m, *(p[i] for p in pieces), **scalars) for i, m in enumerate(matrices)]
+    return jax.tree.map(lambda *x: jnp.concatenate(x), *outs)
 
-  def largest_keys_below(hi, snap):
+  def largest_keys_below(hi):
     found = mask = jnp.zeros_like(hi)
     for shift in range(width - _PIECE, -_PIECE, -_PIECE):
       ones = utype((1 << (_PIECE + min(shift, 0))) - 1)
       shift = utype(max(shift, 0))
-      (best,) = per_block("max_piece", hi, found, mask, snap, shift=shift, ones=ones)
+      best = per_matrix(_max_piece, hi, found, mask, shift=shift, ones=ones)
       found, mask = found | (best.astype(utype) << shift), mask | (ones << shift)
     return found
 
@@ -169,15 +128,14 @@ def _search(blocks: list[_Rows | _Group], k: jax.Array, utype: type) -> jax.Arra
       return lo + jnp.clip(offset, 1, jnp.maximum(span, 2) - 1)
 
     snap = (c_lo - c_hi <= _SNAP) & (span > 1)
-    top = jax.lax.cond(jnp.any(snap), largest_keys_below, lambda hi, _: hi, hi, snap)
+    top = jax.lax.cond(jnp.any(snap), largest_keys_below, lambda hi: hi, hi)
     return jnp.where(snap, top, point(at - margin)), jnp.where(snap, top + 1, point(at + margin))
 
   def body(state):
     lo, hi, c_lo, c_hi, margin, step = state
-    c1, c2 = jax.lax.cond(step == 0, lambda *_: per_block("bounds"), thresholds,
-                          lo, hi, c_lo, c_hi, margin)
-    searching = hi - lo > 1  # finished groups skip their passes and keep their bracket
-    n1, n2 = per_block("count", c1, c2, searching)
+    c1, c2 = jax.lax.cond(step == 0, lambda *_: bounds, thresholds, lo, hi, c_lo, c_hi, margin)
+    n1, n2 = per_matrix(_count, c1, c2)
+    searching = hi - lo > 1  # finished rows keep their bracket
     above, inside = searching & (n2 >= k), searching & (n1 >= k) & (n2 < k)
     below = searching & (n1 < k)
     lo, c_lo = jnp.where(above, c2, jnp.where(inside, c1, lo)), jnp.where(above, n2, jnp.where(inside, n1, c_lo))
@@ -185,18 +143,20 @@ def _search(blocks: list[_Rows | _Group], k: jax.Array, utype: type) -> jax.Arra
     margin = jnp.clip(jnp.where(inside, margin / 4, margin * 4), 2.0**-12, 0.5)
     return lo, hi, c_lo, c_hi, margin, step + 1
 
-  sizes = np.array([n for b in blocks for n in b.sizes], np.int32)
-  init = (jnp.zeros(sizes.shape, utype), jnp.full(sizes.shape, jnp.iinfo(utype).max, utype),
-          jnp.asarray(sizes), jnp.zeros(sizes.shape, jnp.int32), jnp.full(sizes.shape, 2.0**-4),
-          jnp.int32(0))
+  zeros = jnp.zeros(k.shape, jnp.int32)
+  widths = np.concatenate([np.full(m.shape[0], m.shape[1], np.int32) for m in matrices])
+  init = (zeros.astype(utype), ~zeros.astype(utype), jnp.asarray(widths), zeros,  # pads count
+          jnp.full(k.shape, 2.0**-4, jnp.float32), jnp.int32(0))
   return jax.lax.while_loop(lambda s: jnp.any(s[1] - s[0] > 1), body, init)[0]
 
 
 def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Array]) -> list[jax.Array]:
   """The ``ks[j]``-th largest score of every group ``j``, exactly (eq. 5's thresholds).
 
-  Groups are searched together by counting (see :func:`_search`): a few fused
-  passes over the scores, no sort, no gather, no host callback. Groups of up to
+  Groups are searched together by counting (see :func:`_search`): their keys
+  are laid out as the rows of a few matrices (one per power-of-2 row width,
+  padded with 0, below every key), then a few fused passes count keys above
+  thresholds; no sort, no gather, no host callback. Groups of up to
   ``_TOP_K_MAX_SIZE`` scores with a static ``k`` use ``lax.top_k`` instead. Ties
   count with multiplicity, and -0.0 equals 0.0, as in a float sort.
 
@@ -211,36 +171,33 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
     Per group, a scalar of the scores' dtype.
   """
   out = [None] * len(groups)
-  searched = {jnp.uint32: [], jnp.uint64: []}  # key dtype: [(group index, flat parts, k)]
+  searched = {jnp.uint32: {}, jnp.uint64: {}}  # key dtype: row width: [(group index, k)]
   for j, (group, k) in enumerate(zip(groups, ks)):
-    parts = tuple(s.ravel() for s in group)
-    n = sum(p.size for p in parts)
+    n = sum(s.size for s in group)
     if isinstance(k, int) and n <= _TOP_K_MAX_SIZE:
-      out[j] = jax.lax.top_k(jnp.concatenate(parts), k)[0][k - 1]
+      out[j] = jax.lax.top_k(jnp.concatenate([s.ravel() for s in group]), k)[0][k - 1]
     else:
-      searched[_key_dtype(parts[0].dtype)[0]].append((j, parts, jnp.clip(k, 1, n)))
-  for utype, entries in searched.items():
-    if not entries:
+      width = max(1 << (n - 1).bit_length(), _MIN_WIDTH)  # at most 2x padding
+      searched[_key_dtype(group[0].dtype)[0]].setdefault(width, []).append((j, jnp.clip(k, 1, n)))
+  for by_width in searched.values():
+    if not by_width:
       continue
-    rows, blocks, order = {}, [], []
-    for j, parts, _ in entries:
-      n = sum(p.size for p in parts)
-      if n > _ROW_MAX_SIZE:
-        blocks.append(_Group(parts, (n,)))
-        order.append([j])
-      else:  # one matrix per power-of-2 padded size: at most 2x padding
-        rows.setdefault(max(1 << (n - 1).bit_length(), 2 * _TOP_K_MAX_SIZE), []).append((j, parts))
-    for width, members in rows.items():
-      keys = [jnp.pad(jnp.concatenate([_keys(p) for p in parts]), (0, width - sum(p.size for p in parts)))
-              for _, parts in members]
-      blocks.append(_Rows(jnp.stack(keys), tuple(sum(p.size for p in parts) for _, parts in members)))
-      order.append([j for j, _ in members])
-    ks_of = {j: k for j, _, k in entries}
-    slots = [j for js in order for j in js]
-    keys = _search(blocks, jnp.stack([jnp.asarray(ks_of[j], jnp.int32) for j in slots]), utype)
+    slots = [j for members in by_width.values() for j, _ in members]
+    matrices = [jnp.stack([_padded_keys(groups[j], width) for j, _ in members])
+                for width, members in by_width.items()]
+    # Extremes are only a first guess (float min/max may ignore subnormals): counts check them.
+    low = jnp.stack([_keys(jnp.min(jnp.stack([s.min() for s in groups[j] if s.size]))) for j in slots])
+    high = jnp.stack([_keys(jnp.max(jnp.stack([s.max() for s in groups[j] if s.size]))) for j in slots])
+    ks_ = jnp.stack([jnp.asarray(k, jnp.int32) for members in by_width.values() for _, k in members])
+    keys = _search(matrices, ks_, (low, high + 1))
     for slot, j in enumerate(slots):
       out[j] = _value(keys[slot], groups[j][0].dtype)
   return out
+
+
+def _padded_keys(group: Sequence[jax.Array], width: int) -> jax.Array:
+  keys = jnp.concatenate([_keys(s.ravel()) for s in group])
+  return jnp.pad(keys, (0, width - keys.size))
 
 
 def frozen_mask(scores: jax.Array, threshold: jax.Array) -> jax.Array:
