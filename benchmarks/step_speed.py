@@ -1,0 +1,202 @@
+"""Step time and state memory of CoRe against Adam, in JAX and in PyTorch (CPU).
+
+One table: for a 10-leaf MLP-like tree and a 300-leaf tree of small leaves, at
+1e5, 1e6 and 1e7 parameters, the median time of one optimizer step (update and
+apply, fixed gradients, buffers donated) of optax.adam, core_optax.core with
+freezing off and on (t_hist = 250 passed, p_frozen = 0.1), torch.optim.Adam and
+the reference ``core_optimizer.CoRe`` (freezing off and on), with ratios to
+optax.adam and bytes of state per parameter. The optimizers of one row group
+run interleaved, so that load from other processes hits them alike. Then jit
+compile times of core_optax against the number of leaves.
+
+  python -m benchmarks.step_speed [--quick] [--out benchmarks/results/step_speed.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import platform
+import sys
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+from core_optimizer import CoRe
+
+import core_optax
+
+T_HIST = 250
+P_FROZEN = 0.1
+S_MAX = 1e-3
+
+
+def mlp_shapes(n: int) -> list[tuple[int, ...]]:
+  """5 square dense layers (weights and biases): 10 leaves."""
+  d = int((n / 5) ** 0.5)
+  return [s for _ in range(5) for s in ((d, d), (d,))]
+
+
+def small_leaves_shapes(n: int, layers: int = 150) -> list[tuple[int, ...]]:
+  """``layers`` dense layers of ``n / layers`` weights each: ``2 * layers`` leaves."""
+  m = n // layers
+  a = max(1, int(m ** 0.5))
+  return [s for _ in range(layers) for s in ((a, m // a - 1), (m // a - 1,))]
+
+
+def arrays(shapes, seed: int, scale: float = 1.0) -> list[np.ndarray]:
+  rng = np.random.default_rng(seed)
+  return [(rng.normal(size=s) * scale).astype(np.float32) for s in shapes]
+
+
+def scores(shapes) -> list[np.ndarray]:
+  """Importance scores as CoRe builds them: mostly positive, heavy-tailed."""
+  return [x ** 2 * 1e-6 - 1e-8 for x in arrays(shapes, 2)]
+
+
+def state_bytes(tree, n: int) -> float:
+  return sum(x.nbytes for x in jax.tree.leaves(tree) if x.size > 1) / n
+
+
+class Jax:
+  """A jitted, donating ``params, state <- step(params, state, grads)``."""
+
+  def __init__(self, tx: optax.GradientTransformation, shapes, freezing: bool = False):
+    self.params = [jnp.asarray(x) for x in arrays(shapes, 0)]
+    self.grads = [jnp.asarray(x) for x in arrays(shapes, 1)]
+    self.state = tx.init(self.params)
+    if freezing:  # skip to tau > t_hist, with realistic scores
+      core_state = self.state[0]._replace(tau=jnp.asarray(T_HIST, jnp.int32),
+                                          S=[jnp.asarray(x) for x in scores(shapes)])
+      self.state = (core_state, *self.state[1:])
+    n = sum(p.size for p in self.params)
+    self.bytes = state_bytes(self.state, n)
+
+    def step(params, state, grads):
+      updates, state = tx.update(grads, state, params)
+      return optax.apply_updates(params, updates), state
+
+    start = time.perf_counter()
+    self.step = jax.jit(step, donate_argnums=(0, 1)).lower(
+        self.params, self.state, self.grads).compile()
+    self.compile_s = time.perf_counter() - start
+
+  def __call__(self):
+    self.params, self.state = self.step(self.params, self.state, self.grads)
+    jax.block_until_ready((self.params, self.state))
+
+
+class Torch:
+  """``opt.step()`` with fixed gradients."""
+
+  def __init__(self, make: Callable, shapes, freezing: bool = False):
+    self.params = [torch.nn.Parameter(torch.from_numpy(x)) for x in arrays(shapes, 0)]
+    for p, g in zip(self.params, arrays(shapes, 1)):
+      p.grad = torch.from_numpy(g)
+    self.opt = make(self.params)
+    self.opt.step()  # creates the state
+    if freezing:  # skip to t >= t_hist, with realistic scores
+      for p, s in zip(self.params, scores(shapes)):
+        self.opt.state[p]["step"] = T_HIST
+        self.opt.state[p]["score"].copy_(torch.from_numpy(s))
+    n = sum(p.numel() for p in self.params)
+    tensors = [v for st in self.opt.state.values() for v in st.values()
+               if isinstance(v, torch.Tensor) and v.numel() > 1]
+    self.bytes = sum(v.numel() * v.element_size() for v in tensors) / n
+
+  def __call__(self):
+    self.opt.step()
+
+
+def optimizers(shapes) -> dict[str, Callable[[], object]]:
+  frozen = dict(score_history=T_HIST, frozen_fraction=P_FROZEN)
+  ref_frozen = dict(score_history=T_HIST, frozen=P_FROZEN)
+  return {
+      "optax.adam": lambda: Jax(optax.adam(S_MAX), shapes),
+      "core_optax": lambda: Jax(core_optax.core(S_MAX), shapes),
+      "core_optax freezing": lambda: Jax(core_optax.core(S_MAX, **frozen), shapes, True),
+      "core_optax freezing bf16 state": lambda: Jax(
+          core_optax.core(S_MAX, state_dtype=jnp.bfloat16, **frozen), shapes, True),
+      "torch Adam": lambda: Torch(lambda p: torch.optim.Adam(p, lr=S_MAX), shapes),
+      "torch CoRe": lambda: Torch(lambda p: CoRe(p, step_sizes=(1e-6, S_MAX)), shapes),
+      "torch CoRe freezing": lambda: Torch(
+          lambda p: CoRe(p, step_sizes=(1e-6, S_MAX), **ref_frozen), shapes, True),
+  }
+
+
+def time_interleaved(runs: dict[str, Callable[[], None]], reps: int) -> dict[str, float]:
+  """Median seconds per call; one call of each per round, after one warm-up round."""
+  times = {name: [] for name in runs}
+  for r in range(reps + 1):
+    for name, run in runs.items():
+      start = time.perf_counter()
+      run()
+      if r:
+        times[name].append(time.perf_counter() - start)
+  return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def speed_table(sizes, reps) -> list[str]:
+  lines = ["| tree | parameters | optimizer | step (ms) | / optax.adam | state (B/param) |",
+           "|---|---|---|---:|---:|---:|"]
+  for tree, shape_fn in (("MLP, 10 leaves", mlp_shapes), ("300 small leaves", small_leaves_shapes)):
+    for n in sizes:
+      shapes = shape_fn(n)
+      count = sum(int(np.prod(s)) for s in shapes)
+      runs = {name: make() for name, make in optimizers(shapes).items()}
+      times = time_interleaved(runs, reps(n))
+      for name, seconds in times.items():
+        lines.append(f"| {tree} | {count:.1e} | {name} | {seconds * 1e3:.2f} | "
+                     f"{seconds / times['optax.adam']:.2f} | {runs[name].bytes:.0f} |")
+      print("\n".join(lines[-len(times):]), flush=True)
+      del runs
+  return lines
+
+
+def compile_table(n: int, leaf_counts) -> list[str]:
+  lines = ["| leaves | groups | optax.adam (s) | core_optax (s) | core_optax freezing (s) |",
+           "|---:|---:|---:|---:|---:|"]
+  frozen = dict(score_history=T_HIST, frozen_fraction=P_FROZEN)
+  for leaves in leaf_counts:
+    shapes = small_leaves_shapes(n, leaves // 2)
+    seconds = [Jax(tx, shapes).compile_s for tx in (
+        optax.adam(S_MAX), core_optax.core(S_MAX), core_optax.core(S_MAX, **frozen))]
+    lines.append(f"| {leaves} | {leaves} | " + " | ".join(f"{s:.2f}" for s in seconds) + " |")
+    print(lines[-1], flush=True)
+  return lines
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true", help="1e5 and 1e6 only, fewer repetitions")
+  parser.add_argument("--out", type=pathlib.Path, default=None, help="write a markdown report")
+  args = parser.parse_args()
+  sizes = (10**5, 10**6) if args.quick else (10**5, 10**6, 10**7)
+  reps = (lambda n: 10) if args.quick else (lambda n: {10**5: 60, 10**6: 30}.get(n, 9))
+  # With 2 threads on a machine shared with other jobs, torch's OpenMP threads wait on each
+  # other: steps took 100-300x longer (0.28 ms -> 103 ms for Adam at 1e5). One thread is fair.
+  torch.set_num_threads(1)
+  speed = speed_table(sizes, reps)
+  compile_ = compile_table(10**6 if not args.quick else 10**5, (30, 100, 300, 600))
+  if args.out:
+    command = "python -m benchmarks.step_speed " + " ".join(sys.argv[1:])
+    header = [
+        "# Step speed and state memory (CPU, float32)", "",
+        f"Command: `{command}`", "",
+        f"Machine: {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads, jax {jax.__version__}, "
+        f"optax {optax.__version__}, torch {torch.__version__}, shared with other jobs: "
+        "medians of interleaved repetitions.", "",
+    ]
+    body = ["## Step time", "", *speed, "", "## jit compile time (1e6 parameters in N leaves, "
+            "every leaf its own group)", "", *compile_, ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(header + body))
+
+
+if __name__ == "__main__":
+  main()
