@@ -57,15 +57,25 @@ def test_a_seed_trains_the_same_alone_and_vmapped_with_others(tiny_results):
   np.testing.assert_allclose(alone[0], tiny_results["vae"].errors[1], rtol=1e-4)
 
 
-def test_layers_are_initialised_like_torch():
-  x = jnp.zeros((1, 28, 28, 1))
-  params = jax.jit(_classifier.MODEL.init)(jax.random.key(0), x)["params"]
-  fan_ins = {"TorchConv_0": 9, "TorchConv_1": 32 * 9, "Dense_0": 9216, "Dense_1": 128}
-  for layer, fan_in in fan_ins.items():
-    for leaf in params[layer].values():
-      bound = 1 / math.sqrt(fan_in)
-      assert np.abs(leaf).max() <= bound
-      assert np.abs(leaf).max() > 0.8 * bound
+@pytest.mark.parametrize("layer, x, fan_in", [
+    (_image.torch_dense(300, 50), jnp.zeros((1, 50)), 50),
+    (_image.TorchConv(300, 4, 3), jnp.zeros((1, 5, 5, 4)), 36),
+], ids=["dense", "conv"])
+def test_layers_are_initialised_like_torch(layer, x, fan_in):
+  bound = 1 / math.sqrt(fan_in)
+  for leaf in jax.tree.leaves(layer.init(jax.random.key(0), x)):
+    assert np.abs(leaf).max() <= bound
+    assert np.abs(leaf).max() > 0.9 * bound
+
+
+def test_torch_conv_is_a_valid_cross_correlation():
+  layer = _image.TorchConv(2, 3, 3)
+  x = jax.random.normal(jax.random.key(1), (2, 6, 7, 3))
+  params = layer.init(jax.random.key(0), x)["params"]
+  expected = jax.lax.conv_general_dilated(x, params["kernel"], (1, 1), "VALID",
+                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  np.testing.assert_allclose(layer.apply({"params": params}, x), expected + params["bias"],
+                             rtol=1e-5, atol=1e-5)
 
 
 def test_registered_image_tasks_name_their_substitutes_and_cuts():
