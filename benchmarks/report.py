@@ -33,6 +33,7 @@ class Outcome:
   errors: np.ndarray  # [n_seeds, n_evals] raw test errors.
   extras: dict[str, np.ndarray]  # per extra, its value at each seed's best evaluation.
   n_failed: int
+  n_rates: int  # learning rates tried.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +74,7 @@ def _task_report(meta: dict, raw: dict[str, dict[float, dict[str, np.ndarray]]])
     extras = {key[len("extra_"):]: value[np.arange(len(best)), best]
               for key, value in runs[lr].items() if key.startswith("extra_")}
     failed = ~np.isfinite(errors).all(axis=1) | (errors.min(axis=1) > failure_error)
-    outcomes[name] = Outcome(lr, candidates[lr], errors, extras, int(failed.sum()))
+    outcomes[name] = Outcome(lr, candidates[lr], errors, extras, int(failed.sum()), len(runs))
   scores = scoring.accuracy_scores({k: o.minima.mean() for k, o in outcomes.items()},
                                    {k: o.minima.std() for k, o in outcomes.items()})
   return TaskReport(meta=meta, outcomes=outcomes, scores=scores)
@@ -96,20 +97,25 @@ def _percent(score: tuple[float, float]) -> str:
 
 
 def markdown(run: dict, reports: dict[str, TaskReport], order: list[str],
-             overall: dict[str, tuple[float, float]], complete: list[str]) -> str:
+             overall: dict[str, tuple[float, float]], complete: list[str], n_grid: int) -> str:
   """The report's Markdown: scores, minimum errors, learning rates, cuts."""
   tasks = list(reports)
+
+  def unfinished(task: str, name: str) -> bool:
+    return reports[task].outcomes[name].n_rates < n_grid
   lines = [
       f"Mode `{run['mode']}`, {len(run['seeds'])} seeds per configuration. "
       f"Command: `{run['command']}`.", "",
       "Accuracy score A_i (eqs. 19-20, %) per task and mean A-bar (eqs. 21-22, %) over the tasks "
-      f"every optimizer finished ({', '.join(complete) or 'none'}). 100 = best optimizer on the task.",
+      f"every optimizer finished ({', '.join(complete) or 'none'}). 100 = best optimizer on the task; "
+      "* = learning-rate grid not finished (see the learning-rate table).",
       "",
       "| optimizer | " + " | ".join(tasks) + " | A-bar |",
       "|---" * (len(tasks) + 2) + "|",
   ]
   for name in sorted(order, key=lambda n: -overall.get(n, (-1.0, 0.0))[0]):
-    cells = [_percent(reports[t].scores[name]) if name in reports[t].scores else "—" for t in tasks]
+    cells = [_percent(reports[t].scores[name]) + ("*" if unfinished(t, name) else "")
+             if name in reports[t].scores else "—" for t in tasks]
     lines.append(f"| {name} | " + " | ".join(cells) + f" | "
                  f"{_percent(overall[name]) if name in overall else '—'} |")
   lines += ["", "Minimum test error per seed, mean ± std over seeds, at the chosen learning rate "
@@ -126,8 +132,10 @@ def markdown(run: dict, reports: dict[str, TaskReport], order: list[str],
   lines += ["", "Chosen learning rate (s_max for RPROP and CoRe):", "",
             "| optimizer | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
   for name in order:
-    cells = [f"{reports[t].outcomes[name].learning_rate:g}" if name in reports[t].outcomes
-             else "—" for t in tasks]
+    cells = [f"{reports[t].outcomes[name].learning_rate:g}"
+             + (f" ({reports[t].outcomes[name].n_rates} of {n_grid} tried)"
+                if unfinished(t, name) else "")
+             if name in reports[t].outcomes else "—" for t in tasks]
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
   lines += ["", "Tasks (error; extras at each seed's best evaluation are in min_errors.csv) "
             "and what this mode cuts relative to the paper's protocol:", ""]
@@ -241,11 +249,13 @@ def build(out: pathlib.Path, optimizer_order: list[str]) -> str:
   run, reports = load(out)
   present = {name for report in reports.values() for name in report.outcomes}
   order = [n for n in optimizer_order if n in present] + sorted(present - set(optimizer_order))
-  complete = [t for t, r in reports.items() if set(r.scores) == present]
+  n_grid = max(o.n_rates for r in reports.values() for o in r.outcomes.values()) if reports else 0
+  complete = [t for t, r in reports.items() if set(r.scores) == present
+              and all(o.n_rates == n_grid for o in r.outcomes.values())]
   overall = scoring.overall_scores({t: reports[t].scores for t in complete}) if complete else {}
   report_dir = out / "report"
   report_dir.mkdir(parents=True, exist_ok=True)
-  text = markdown(run, reports, order, overall, complete)
+  text = markdown(run, reports, order, overall, complete, n_grid)
   (report_dir / "scores.md").write_text(text)
   _write_csvs(report_dir, reports, overall)
   colours = _colours(order)
