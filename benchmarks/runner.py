@@ -84,8 +84,10 @@ def _write_metadata(out: pathlib.Path, tasks: Sequence[task_lib.Task],
   if previous and (previous["mode"] != mode or previous["seeds"] != seeds.tolist()):
     raise ValueError(f"{out} holds a {previous['mode']} run with seeds {previous['seeds']}; "
                      f"choose another --out for a {mode} run with seeds {seeds.tolist()}.")
+
   def union(key: str, items) -> list[str]:
-    return sorted({item.name for item in items} | set((previous or {}).get(key, [])))
+    """Names from earlier runs into this directory, then this run's, in order."""
+    return list(dict.fromkeys([*(previous or {}).get(key, []), *(item.name for item in items)]))
 
   run_file.parent.mkdir(parents=True, exist_ok=True)
   run_file.write_text(json.dumps({
