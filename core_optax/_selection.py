@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -20,8 +21,10 @@ do we.
 _TOP_K_MAX_SIZE = 256
 """Groups up to this size (with a static ``k``) use ``lax.top_k``; it is faster there."""
 
-_CHUNK = 1 << 22
-"""Counts are float32 sums of ``b * b <= 4`` per key: exact for up to 2**22 keys."""
+_BLOCK = 1 << 20
+"""Passes go over blocks of columns of at most this many keys: their temporaries
+stay small (XLA:CPU pays page faults for each one over 32 MB), and float32 sums
+of ``b * b <= 4`` per key stay exact."""
 
 _MIN_WIDTH = 2 * _TOP_K_MAX_SIZE
 """Narrowest row of a key matrix; rows are padded to powers of 2 at least this wide."""
@@ -70,21 +73,30 @@ def _count(keys: jax.Array, c1: jax.Array, c2: jax.Array) -> tuple[jax.Array, ja
   ``sum(b * b)``. Reductions of small floats are fast on every backend, and
   under sharding they become all-reduces of a few numbers.
   """
-  rows, width = keys.shape
-  chunk = min(width, _CHUNK)
-  b = (keys >= c1[:, None]).astype(jnp.uint8) + (keys >= c2[:, None]).astype(jnp.uint8)
-  # Materialising the bytes lets XLA:CPU vectorise the float sums (~5x).
-  b = jax.lax.optimization_barrier(b).astype(jnp.float32).reshape(rows, width // chunk, chunk)
-  s1 = jnp.sum(b, axis=2).astype(jnp.int32).sum(axis=1, dtype=jnp.int32)
-  s2 = jnp.sum(b * b, axis=2).astype(jnp.int32).sum(axis=1, dtype=jnp.int32)
+  s1 = s2 = jnp.zeros(keys.shape[:1], jnp.int32)
+  for block in _blocks(keys):
+    b = (block >= c1[:, None]).astype(jnp.uint8) + (block >= c2[:, None]).astype(jnp.uint8)
+    # Materialising the bytes lets XLA:CPU vectorise the float sums (~5x).
+    b = jax.lax.optimization_barrier(b).astype(jnp.float32)
+    s1 += jnp.sum(b, axis=1).astype(jnp.int32)
+    s2 += jnp.sum(b * b, axis=1).astype(jnp.int32)
   n2 = (s2 - s1) // 2
   return s1 - n2, n2
 
 
 def _max_piece(keys, hi, found, mask, shift, ones) -> jax.Array:
   """Per row, the largest ``(key >> shift) & ones`` of keys ``< hi`` matching ``found`` on ``mask``."""
-  ok = (keys < hi[:, None]) & (keys & mask[:, None] == found[:, None])
-  return jnp.max(jnp.where(ok, ((keys >> shift) & ones).astype(jnp.float32), -1), axis=1)
+  def piece(block):
+    ok = (block < hi[:, None]) & (block & mask[:, None] == found[:, None])
+    return jnp.max(jnp.where(ok, ((block >> shift) & ones).astype(jnp.float32), -1), axis=1)
+  return functools.reduce(jnp.maximum, map(piece, _blocks(keys)))
+
+
+def _blocks(keys: jax.Array) -> list[jax.Array]:
+  """Columns of ``keys`` in blocks of at most ``_BLOCK`` keys (widths are powers of 2)."""
+  rows, width = keys.shape
+  step = min(width, max(1, 1 << ((_BLOCK // rows).bit_length() - 1)))
+  return [keys[:, i:i + step] for i in range(0, width, step)]
 
 
 def _search(matrices: list[jax.Array], k: jax.Array, bounds: tuple[jax.Array, jax.Array]) -> jax.Array:
