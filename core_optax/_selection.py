@@ -21,13 +21,13 @@ do we.
 _TOP_K_MAX_SIZE = 256
 """Groups up to this size (with a static ``k``) use ``lax.top_k``; it is faster there."""
 
-_BLOCK = 1 << 20
+_BLOCK = 1 << 22
 """Passes go over blocks of columns of at most this many keys: their temporaries
-stay small (XLA:CPU pays page faults for each one over 32 MB), and float32 sums
-of ``b * b <= 4`` per key stay exact."""
+stay under 32 MB (XLA:CPU pays page faults for larger ones), and float32 sums of
+``b * b <= 4`` per key stay exact."""
 
 _MIN_WIDTH = 2 * _TOP_K_MAX_SIZE
-"""Narrowest row of a key matrix; rows are padded to powers of 2 at least this wide."""
+"""Narrowest row of a key matrix."""
 
 _PIECE = 24
 """Bits of an integer key that a float32 holds exactly."""
@@ -93,7 +93,7 @@ def _max_piece(keys, hi, found, mask, shift, ones) -> jax.Array:
 
 
 def _blocks(keys: jax.Array) -> list[jax.Array]:
-  """Columns of ``keys`` in blocks of at most ``_BLOCK`` keys (widths are powers of 2)."""
+  """Columns of ``keys`` in blocks of at most ``_BLOCK`` keys."""
   rows, width = keys.shape
   step = min(width, max(1, 1 << ((_BLOCK // rows).bit_length() - 1)))
   return [keys[:, i:i + step] for i in range(0, width, step)]
@@ -166,8 +166,8 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
   """The ``ks[j]``-th largest score of every group ``j``, exactly (eq. 5's thresholds).
 
   Groups are searched together by counting (see :func:`_search`): their keys
-  are laid out as the rows of a few matrices (one per power-of-2 row width,
-  padded with 0, below every key), then a few fused passes count keys above
+  are laid out as the rows of a few matrices (one per row width, at most 1/8
+  padding with 0, below every key), then a few fused passes count keys above
   thresholds; no sort, no gather, no host callback. Groups of up to
   ``_TOP_K_MAX_SIZE`` scores with a static ``k`` use ``lax.top_k`` instead. Ties
   count with multiplicity, and -0.0 equals 0.0, as in a float sort.
@@ -189,7 +189,8 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
     if isinstance(k, int) and n <= _TOP_K_MAX_SIZE:
       out[j] = jax.lax.top_k(jnp.concatenate([s.ravel() for s in group]), k)[0][k - 1]
     else:
-      width = max(1 << (n - 1).bit_length(), _MIN_WIDTH)  # at most 2x padding
+      unit = 1 << max(n.bit_length() - 4, 0)  # widths 8..15 units: at most 1/8 padding
+      width = max(-(-n // unit) * unit, _MIN_WIDTH)
       searched[_key_dtype(group[0].dtype)[0]].setdefault(width, []).append((j, jnp.clip(k, 1, n)))
   for by_width in searched.values():
     if not by_width:
