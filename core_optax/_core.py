@@ -133,8 +133,11 @@ def core(
     (no ``h`` in sign mode, no ``S`` without a score history). Under
     :func:`optax.inject_hyperparams` they arrive as arrays, so both are kept
     and the mode is chosen at run time; with a traced ``frozen_fraction`` the
-    frozen count is computed in the hyperparameter dtype and selected by
-    sorting. For complex parameters pass ``jnp.conj(grads)`` (optax's
+    frozen count is computed in the hyperparameter dtype. The frozen weights
+    are selected exactly, without sorting: counting passes over the scores'
+    integer keys find every group's threshold, all groups at once, so the
+    selection costs a few reductions per step (and all-reduces of counts when
+    sharded). For complex parameters pass ``jnp.conj(grads)`` (optax's
     convention); real and imaginary parts are then independent weights. The
     state of float16 and bfloat16 leaves is kept in float32.
 
