@@ -168,7 +168,7 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
   Groups are searched together by counting (see :func:`_search`): their keys
   are laid out as the rows of a few matrices (one per row width, at most 1/8
   padding with 0, below every key), then a few fused passes count keys above
-  thresholds; no sort, no gather, no host callback. Groups of up to
+  thresholds; no sort and no host callback (sharded scores are gathered). Groups of up to
   ``_TOP_K_MAX_SIZE`` scores with a static ``k`` use ``lax.top_k`` instead. Ties
   count with multiplicity, and -0.0 equals 0.0, as in a float sort.
 
@@ -182,6 +182,7 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
   Returns:
     Per group, a scalar of the scores' dtype.
   """
+  groups = [[_replicated(s) for s in group] for group in groups]
   out = [None] * len(groups)
   searched = {jnp.uint32: {}, jnp.uint64: {}}  # key dtype: row width: [(group index, k)]
   for j, (group, k) in enumerate(zip(groups, ks)):
@@ -206,6 +207,17 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
     for slot, j in enumerate(slots):
       out[j] = _value(keys[slot], groups[j][0].dtype)
   return out
+
+
+def _replicated(scores: jax.Array) -> jax.Array:
+  """Scores sharded over Explicit mesh axes, gathered onto every device.
+
+  A group's keys are laid out as rows of one matrix, a reshape that Explicit
+  sharding rejects; with Auto axes XLA inserts the same all-gather itself.
+  """
+  if any(axis is not None for axis in jax.typeof(scores).sharding.spec):
+    return jax.sharding.reshard(scores, jax.sharding.PartitionSpec())
+  return scores
 
 
 def _padded_keys(group: Sequence[jax.Array], width: int) -> jax.Array:

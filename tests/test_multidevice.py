@@ -58,13 +58,6 @@ def test_sharded_weights_with_an_explicit_sharding_mesh():
   assert "state sharded like params" in out and "matches unsharded" in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Explicit axes: _selection.kth_largest ravels each score array (a reshape explicit "
-           "sharding rejects: ShardingTypeError), and small groups concatenate differently "
-           "sharded leaves for lax.top_k. Counting over the n-D arrays needs neither (and turns "
-           "the all-gather into scalar all-reduces); remove this mark when it does.",
-)
 def test_freezing_across_shards_with_an_explicit_sharding_mesh():
   out = run_case("explicit_mesh_freezing")
   assert "frozen counts per group" in out and "matches unsharded" in out
