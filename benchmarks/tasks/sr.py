@@ -62,9 +62,10 @@ def init(key: jax.Array, data=None) -> optax.Params:
 def conv(params: optax.Params, x: jax.Array) -> jax.Array:
   """'Same'-padded convolution of NHWC ``x`` with an HWIO kernel.
 
-  Written as patches times a matrix: vmapped over seeds this is a batched
-  matrix product, where a vmapped ``conv_general_dilated`` becomes a grouped
-  convolution that XLA runs many times slower on CPU.
+  Written as patches times a matrix, so that vmapped over seeds it is a
+  batched matrix product rather than a grouped convolution (on 2 loaded CPU
+  cores we measured no clear difference in wall time; equal within 1e-5 to
+  ``lax.conv_general_dilated``, see the tests).
   """
   k, _, c_in, c_out = params["w"].shape
   patches = jax.lax.conv_general_dilated_patches(
