@@ -118,10 +118,10 @@ class _Programs(NamedTuple):
   test_sums: Callable
 
 
-@functools.cache
+@functools.lru_cache(maxsize=2)  # Unbounded, compiled code piles up until mmap fails.
 def _programs(model: ImageModel, tx: optax.GradientTransformation, image_shape: tuple[int, ...],
               n_train: int, n_test: int) -> _Programs:
-  """Builds (once per model, optimizer and data size) the jitted, seed-vmapped programs."""
+  """Builds the jitted, seed-vmapped programs, reused while the same optimizer runs again."""
   n_batches = -(-n_train // BATCH_SIZE)
   n_test_batches = n_test // _test_batch(n_test)
 
