@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.task import TaskResult
+from benchmarks.task import Mode, TaskResult
 from benchmarks.tasks import _cartpole
 
 GAMMA = 0.99
@@ -66,6 +66,23 @@ class EpisodeSpec(NamedTuple):
   max_steps: int
   max_episodes: int
   block: int
+
+
+# Episodes end when the pole falls or after 9999 steps (the examples' loop
+# bound); quick mode caps them at 1000 steps.
+SPECS: dict[Mode, EpisodeSpec] = {
+    "quick": EpisodeSpec(max_steps=1000, max_episodes=200, block=20),
+    "standard": EpisodeSpec(max_steps=9999, max_episodes=1000, block=50),
+    "full": EpisodeSpec(max_steps=9999, max_episodes=2500, block=100),
+}
+
+CUTS: dict[Mode, str] = {
+    "quick": "episodes capped at 1000 steps (example: 9999), unsolved after "
+             "200 episodes (error 200; paper: 2500)",
+    "standard": "unsolved after 1000 episodes (error 1000; paper: 2500)",
+    "full": "none",
+}
+"""What :data:`SPECS` cuts relative to the paper, for ``Task.cuts``."""
 
 
 # loss(params, episode, normalised returns) -> scalar.

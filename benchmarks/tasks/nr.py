@@ -24,15 +24,6 @@ from benchmarks.tasks._layers import init_linear, linear
 HIDDEN = 128
 DROPOUT = 0.6
 
-# Episodes end when the pole falls or after 9999 steps (the examples' loop
-# bound); quick mode caps them at 1000 steps.
-SPECS: dict[Mode, _episodes.EpisodeSpec] = {
-    "quick": _episodes.EpisodeSpec(max_steps=1000, max_episodes=200, block=20),
-    "standard": _episodes.EpisodeSpec(max_steps=9999, max_episodes=1000, block=50),
-    "full": _episodes.EpisodeSpec(max_steps=9999, max_episodes=2500, block=100),
-}
-
-
 def init(key: jax.Array) -> optax.Params:
   k1, k2 = jax.random.split(key)
   return {"affine1": init_linear(k1, 4, HIDDEN), "affine2": init_linear(k2, HIDDEN, 2)}
@@ -62,7 +53,7 @@ def loss(params: optax.Params, episode: _episodes.Episode,
 def run(tx: optax.GradientTransformation, seeds: jax.Array, mode: Mode) -> TaskResult:
   return _episodes.train(tx, seeds, init=init, policy=policy, draw_noise=draw_mask,
                          loss=loss,
-                         spec=SPECS[mode])
+                         spec=_episodes.SPECS[mode])
 
 
 TASK = Task(
@@ -70,10 +61,5 @@ TASK = Task(
     regime="intermediate",
     error_name="episodes to solve",
     run=run,
-    cuts={
-        "quick": "episodes capped at 1000 steps (example: 9999), unsolved after "
-                 "200 episodes (error 200; paper: 2500)",
-        "standard": "unsolved after 1000 episodes (error 1000; paper: 2500)",
-        "full": "none",
-    },
+    cuts=_episodes.CUTS,
 )

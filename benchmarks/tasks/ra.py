@@ -15,7 +15,6 @@ import optax
 from benchmarks.task import Mode, Task, TaskResult
 from benchmarks.tasks import _episodes
 from benchmarks.tasks._layers import init_linear, linear
-from benchmarks.tasks.nr import SPECS
 
 HIDDEN = 128
 
@@ -59,7 +58,7 @@ def loss(params: optax.Params, episode: _episodes.Episode,
 
 def run(tx: optax.GradientTransformation, seeds: jax.Array, mode: Mode) -> TaskResult:
   return _episodes.train(tx, seeds, init=init, policy=policy, draw_noise=no_noise,
-                         loss=loss, spec=SPECS[mode])
+                         loss=loss, spec=_episodes.SPECS[mode])
 
 
 TASK = Task(
@@ -67,10 +66,5 @@ TASK = Task(
     regime="intermediate",
     error_name="episodes to solve",
     run=run,
-    cuts={
-        "quick": "episodes capped at 1000 steps (example: 9999), unsolved after "
-                 "200 episodes (error 200; paper: 2500)",
-        "standard": "unsolved after 1000 episodes (error 1000; paper: 2500)",
-        "full": "none",
-    },
+    cuts=_episodes.CUTS,
 )

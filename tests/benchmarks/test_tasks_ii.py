@@ -28,7 +28,7 @@ def tiny_emt(monkeypatch):
 
 @pytest.fixture
 def tiny_sizes(monkeypatch, tiny_emt):
-  monkeypatch.setitem(nr.SPECS, "quick", _episodes.EpisodeSpec(max_steps=60, max_episodes=4, block=2))
+  monkeypatch.setitem(_episodes.SPECS, "quick", _episodes.EpisodeSpec(max_steps=60, max_episodes=4, block=2))
   monkeypatch.setitem(sr.SIZES, "quick", sr.Size(n_train=10, n_test=3, crop=16, n_epochs=2))
   monkeypatch.setitem(ss.N_EPOCHS, "quick", 2)
   monkeypatch.setitem(ts.SIZES, "quick", ts.Size(n_train=2, length=12, n_epochs=2))
