@@ -36,7 +36,7 @@ class Size:
 
 SIZES: dict[Mode, Size] = {
     "quick": Size(n_train=8, length=100, n_epochs=50),
-    "standard": Size(n_train=97, length=200, n_epochs=100),
+    "standard": Size(n_train=48, length=200, n_epochs=100),
     "full": Size(n_train=97, length=1000, n_epochs=1000),
 }
 
@@ -108,7 +108,8 @@ TASK = Task(
     cuts={
         "quick": "8 training waves, all waves cut to 100 points (paper: 97 of "
                  "1000), 50 full-batch steps",
-        "standard": "all waves cut to 200 points (paper: 1000), 100 full-batch steps",
+        "standard": "48 training waves (paper: 97), all waves cut to 200 points (paper: "
+                    "1000), 100 full-batch steps",
         "full": "1000 full-batch steps (the example runs 15 L-BFGS steps)",
     },
 )
