@@ -70,7 +70,9 @@ def _task_report(meta: dict, raw: dict[str, dict[float, dict[str, np.ndarray]]])
     candidates = {lr: scoring.seed_minima(r["errors"], failure_error) for lr, r in runs.items()}
     lr = min(candidates, key=lambda k: (candidates[k].mean(), k))
     errors = runs[lr]["errors"]
-    best = np.where(np.isfinite(errors), errors, np.inf).argmin(axis=1)
+    # The last evaluation at each seed's minimum: an unsolved RL seed's error stays at the cap,
+    # and its extras (running reward) are then those at the end of training, not the start.
+    best = errors.shape[1] - 1 - np.where(np.isfinite(errors), errors, np.inf)[:, ::-1].argmin(axis=1)
     extras = {key[len("extra_"):]: value[np.arange(len(best)), best]
               for key, value in runs[lr].items() if key.startswith("extra_")}
     failed = ~np.isfinite(errors).all(axis=1) | (errors.min(axis=1) > failure_error)

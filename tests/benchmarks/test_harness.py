@@ -60,3 +60,21 @@ def test_report_picks_the_best_rate_scores_and_draws(tmp_path):
   for name in ("scores.md", "scores.csv", "min_errors.csv", "task_scores.png",
                "overall_scores.png", "convergence_FAKE.png"):
     assert (tmp_path / "report" / name).exists(), name
+
+
+def _unsolved_run(tx, seeds, mode):
+  """An RL-like task nobody solves: the error stays at the cap while the reward grows."""
+  del tx, mode
+  n = len(seeds)
+  return task_lib.TaskResult(errors=np.full((n, 4), 100.0),
+                             extras={"running_reward": np.tile(np.arange(4.0), (n, 1))})
+
+
+def test_extras_of_a_seed_stuck_at_its_minimum_are_from_its_last_evaluation(tmp_path):
+  unsolved = task_lib.Task(name="UNSOLVED", regime="full-batch", error_name="episodes",
+                           run=_unsolved_run, cuts={m: "" for m in ("quick", "standard", "full")},
+                           failure_error=100.0)
+  runner.run(tmp_path, [unsolved], OPTIMIZERS[:1], "quick", n_seeds=2)
+  report.build(tmp_path, list(optimizers.OPTIMIZERS))
+  _, reports = report.load(tmp_path)
+  np.testing.assert_array_equal(reports["UNSOLVED"].outcomes["SGD"].extras["running_reward"], [3, 3])
