@@ -49,13 +49,20 @@ SIZES: dict[Mode, Size] = {
 
 def init(key: jax.Array, data=None) -> optax.Params:
   del data
-  params = {}
+  params, previous = {}, None
   for i, (key, (k, c_in, c_out, gain)) in enumerate(
       zip(jax.random.split(key, len(LAYERS)), LAYERS)):
     k_w, k_b = jax.random.split(key)
+    if previous is not None:
+      # One QR decomposition at a time. jaxlib's CPU QR kernel spreads a batch
+      # (the vmapped seeds) over the intra-op threads and blocks until they are
+      # done: with 2 threads, two QRs in flight each held one thread and waited
+      # on the other forever (gdb: both threads in QrFactorization ->
+      # ParallelBatchMap). The barrier makes this layer's QR wait for the last.
+      k_w, _ = jax.lax.optimization_barrier((k_w, previous))
     orthogonal = jax.nn.initializers.orthogonal(scale=gain)
-    params[f"conv{i + 1}"] = {"w": orthogonal(k_w, (k, k, c_in, c_out)),
-                              "b": torch_uniform(k_b, (c_out,), c_in * k * k)}
+    previous = orthogonal(k_w, (k, k, c_in, c_out))
+    params[f"conv{i + 1}"] = {"w": previous, "b": torch_uniform(k_b, (c_out,), c_in * k * k)}
   return params
 
 
