@@ -32,6 +32,14 @@ class ScaleByCoreState(NamedTuple):
     s: ``s``, the per-weight step sizes (eq. 6), starting at ``s^0``.
     S: ``S``, the importance scores (eq. 8); ``None`` when ``score_history`` is
       the number 0 (no stability-plasticity balance).
+    threshold: a vector with an entry per group that can freeze weights (in
+      the order of the groups' first leaves): the ``n_frozen``-th largest
+      score of the group in the last update that froze weights (eq. 5), where
+      the next update's exact selection starts its search; 0 before that. One
+      array, not a tree like the parameters, so that tools which give the
+      parameter-shaped parts of a state the parameters' shardings
+      (``optax.tree_map_params``) treat it like ``tau``. ``None`` when ``S``
+      is.
   """
 
   tau: chex.Array
@@ -39,6 +47,7 @@ class ScaleByCoreState(NamedTuple):
   h: optax.Updates | None
   s: optax.Updates
   S: optax.Updates | None  # noqa: N815 (the paper's symbol)
+  threshold: chex.Array | None
 
 
 def _real_view(x: jax.Array) -> jax.Array:
@@ -68,9 +77,30 @@ def _state_dtype(leaf: jax.Array) -> jnp.dtype:
   return jnp.promote_types(leaf.dtype, jnp.float32)
 
 
-def _group_size(leaf: jax.Array) -> int:
-  # The reference counts a complex tensor's elements, not its 2x real weights.
-  return leaf.size
+def _real_dtype(dtype: jnp.dtype) -> jnp.dtype:
+  """The dtype of :func:`_real_view` of an array of ``dtype``."""
+  return jnp.finfo(dtype).dtype
+
+
+def _freezing_groups(leaves: list[jax.Array], labels: tuple[_groups.Label, ...],
+                     frozen_fraction: _groups.PerGroup) -> list[tuple[list[int], int | jax.Array]]:
+  """The groups that can freeze weights, as ``(leaf indices, n_frozen)`` (eq. 5).
+
+  ``n_frozen = floor(p_frozen * n)``, in double precision as the reference,
+  where ``n`` counts a complex leaf's elements, not its 2x real weights (as
+  the reference). Groups with a number ``p_frozen`` that freezes nothing are
+  left out; a traced ``p_frozen`` (``inject_hyperparams``) gives a traced
+  ``n_frozen``.
+  """
+  fractions = _groups.per_leaf("frozen_fraction", frozen_fraction, labels)
+  out = []
+  for leaf_ids in _groups.members(labels).values():
+    p, size = fractions[leaf_ids[0]], sum(leaves[i].size for i in leaf_ids)
+    if not _checks.is_python_number(p):
+      out.append((leaf_ids, jnp.floor(jnp.asarray(p) * size).astype(jnp.int32)))
+    elif int(p * size) > 0:
+      out.append((leaf_ids, int(p * size)))
+  return out
 
 
 def scale_by_core(
@@ -167,7 +197,8 @@ def scale_by_core(
 
   def init_fn(params: optax.Params) -> ScaleByCoreState:
     _checks.check_float_leaves("params", params)
-    _groups.per_leaf("frozen_fraction", frozen_fraction, _groups.leaf_labels(groups, params))
+    leaves = jax.tree.leaves(params)
+    freezing = _freezing_groups(leaves, _groups.leaf_labels(groups, params), frozen_fraction)
     s0 = jnp.asarray(initial_step_size)
 
     def dtype(p, lean=False):  # lean: g and s, which may be stored in state_dtype
@@ -187,6 +218,10 @@ def scale_by_core(
         h=None if sign_mode else jax.tree.map(zeros, params),
         s=jax.tree.map(step_sizes, params),
         S=jax.tree.map(zeros, params) if scores_on is not False else None,
+        threshold=jnp.zeros(
+            [len(freezing)],
+            jnp.result_type(jnp.float32, *(_real_dtype(dtype(leaves[ids[0]])) for ids, _ in freezing)),
+        ) if scores_on is not False else None,
     )
 
   def update_fn(
@@ -200,7 +235,6 @@ def scale_by_core(
     _checks.check_matches("updates", updates, state.g, "the optimizer state")
     leaves, treedef = jax.tree.flatten(updates)
     labels = _groups.leaf_labels(groups, updates)
-    fractions = _groups.per_leaf("frozen_fraction", frozen_fraction, labels)
     n = len(leaves)
     g_prev = treedef.flatten_up_to(state.g)
     h_prev = treedef.flatten_up_to(state.h) if state.h is not None else [None] * n
@@ -214,28 +248,22 @@ def scale_by_core(
     if scores_on is not False:
       t_hist = jnp.asarray(score_history)
       past_history = (t_hist > 0) & (t >= t_hist)  # tau > t_hist (eq. 5)
-      selected = []  # (leaf ids, n_frozen, whether freezing is on) per group
-      for leaf_ids in _groups.members(labels).values():
-        p = fractions[leaf_ids[0]]
-        size = sum(_group_size(leaves[i]) for i in leaf_ids)
-        if _checks.is_python_number(p):
-          k = int(p * size)  # floor(p_frozen * n), in double precision as the reference
-          if k > 0:
-            selected.append((leaf_ids, k, past_history))
-        else:
-          k = jnp.floor(jnp.asarray(p) * size).astype(jnp.int32)
-          selected.append((leaf_ids, k, past_history & (k > 0)))
-      scores = [[_real_view(S_prev[i]) for i in leaf_ids] for leaf_ids, _, _ in selected]
+      selected = _freezing_groups(leaves, labels, frozen_fraction)
+      scores = [[_real_view(S_prev[i]) for i in leaf_ids] for leaf_ids, _ in selected]
+      last = [state.threshold[j].astype(group[0].dtype) for j, group in enumerate(scores)]
       thresholds = jax.lax.cond(  # the selection only runs once tau > t_hist
           past_history,
-          lambda scores: _selection.kth_largest(scores, [k for _, k, _ in selected]),
-          lambda scores: [jnp.zeros([], group[0].dtype) for group in scores],
-          scores,
+          lambda scores, last: _selection.kth_largest(scores, [k for _, k in selected], last),
+          lambda scores, last: last,
+          scores, last,
       ) if selected else []
-      for (leaf_ids, _, active), threshold in zip(selected, thresholds):
+      new_threshold = []
+      for (leaf_ids, k), threshold, previous in zip(selected, thresholds, last):
+        active = past_history if isinstance(k, int) else past_history & (k > 0)
         for i in leaf_ids:
           frozen[i] = active & _selection.frozen_mask(_real_view(S_prev[i]), threshold)
           decay_scores[i] = active
+        new_threshold.append(jnp.where(active, threshold, previous))
 
     new_D, new_g, new_h, new_s, new_S = [], [], [], [], []  # noqa: N806
     for i, leaf in enumerate(leaves):
@@ -297,6 +325,8 @@ def scale_by_core(
         h=unflatten(new_h) if state.h is not None else None,
         s=unflatten(new_s),
         S=unflatten(new_S) if state.S is not None else None,
+        threshold=(jnp.stack(new_threshold).astype(state.threshold.dtype) if new_threshold
+                   else state.threshold) if state.S is not None else None,
     )
     return unflatten(new_D), new_state
 

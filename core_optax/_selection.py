@@ -99,14 +99,16 @@ def _blocks(keys: jax.Array) -> list[jax.Array]:
   return [keys[:, i:i + step] for i in range(0, width, step)]
 
 
-def _search(matrices: list[jax.Array], k: jax.Array, bounds: tuple[jax.Array, jax.Array]) -> jax.Array:
+def _search(matrices: list[jax.Array], k: jax.Array, sizes: np.ndarray,
+            first: tuple[jax.Array, jax.Array] | None) -> jax.Array:
   """The key of the ``k[j]``-th largest key in every row ``j`` of the key matrices.
 
   For every row, keeps a bracket ``[lo, hi)`` of keys with
-  ``#(>= lo) >= k > #(>= hi)`` and narrows it with two thresholds per pass:
-  first the given bounds, then around the interpolated position of the
-  ``k``-th key, with a margin that shrinks while the guesses hit and grows when
-  they miss. With at most ``_SNAP`` keys left, the thresholds jump to the
+  ``#(>= lo) >= k > #(>= hi)``, at first from the row's smallest and largest
+  key (``sizes[j]`` keys that are not padding), and narrows it with two
+  thresholds per pass: ``first`` if given, then around the interpolated
+  position of the ``k``-th key, with a margin that shrinks while the guesses
+  hit and grows when they miss. With at most ``_SNAP`` keys left, the thresholds jump to the
   largest key in the bracket (found exactly as float maxima of its 24-bit
   pieces). A row is done when ``hi == lo + 1``: ``lo`` is then a key of the
   row, the ``k``-th largest one. All rows advance together, in one loop that
@@ -145,7 +147,10 @@ def _search(matrices: list[jax.Array], k: jax.Array, bounds: tuple[jax.Array, ja
 
   def body(state):
     lo, hi, c_lo, c_hi, margin, step = state
-    c1, c2 = jax.lax.cond(step == 0, lambda *_: bounds, thresholds, lo, hi, c_lo, c_hi, margin)
+    if first is None:
+      c1, c2 = thresholds(lo, hi, c_lo, c_hi, margin)
+    else:
+      c1, c2 = jax.lax.cond(step == 0, lambda *_: first, thresholds, lo, hi, c_lo, c_hi, margin)
     n1, n2 = per_matrix(_count, c1, c2)
     searching = hi - lo > 1  # finished rows keep their bracket
     above, inside = searching & (n2 >= k), searching & (n1 >= k) & (n2 < k)
@@ -155,14 +160,17 @@ def _search(matrices: list[jax.Array], k: jax.Array, bounds: tuple[jax.Array, ja
     margin = jnp.clip(jnp.where(inside, margin / 4, margin * 4), 2.0**-12, 0.5)
     return lo, hi, c_lo, c_hi, margin, step + 1
 
-  zeros = jnp.zeros(k.shape, jnp.int32)
-  widths = np.concatenate([np.full(m.shape[0], m.shape[1], np.int32) for m in matrices])
-  init = (zeros.astype(utype), ~zeros.astype(utype), jnp.asarray(widths), zeros,  # pads count
+  # Integer extremes are exact (float min/max may ignore subnormals); padding is key 0.
+  top = ~utype(0)  # a NaN's key, assumed absent, as every hi <= top assumes
+  smallest = per_matrix(lambda m: jnp.min(jnp.where(m == 0, top, m), axis=1))
+  largest = per_matrix(lambda m: jnp.minimum(jnp.max(m, axis=1), top - 1))
+  init = (smallest, largest + 1, jnp.asarray(sizes, jnp.int32), jnp.zeros(k.shape, jnp.int32),
           jnp.full(k.shape, 2.0**-4, jnp.float32), jnp.int32(0))
   return jax.lax.while_loop(lambda s: jnp.any(s[1] - s[0] > 1), body, init)[0]
 
 
-def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Array]) -> list[jax.Array]:
+def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Array],
+                guesses: Sequence[jax.Array] | None = None) -> list[jax.Array]:
   """The ``ks[j]``-th largest score of every group ``j``, exactly (eq. 5's thresholds).
 
   Groups are searched together by counting (see :func:`_search`): their keys
@@ -178,6 +186,10 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
     ks: per group, ``1 <= k <= size``: a Python int, or a traced integer (for
       example a frozen fraction under ``optax.inject_hyperparams``), which is
       clipped into that range.
+    guesses: per group, a scalar near the answer (for example last step's
+      threshold: importance scores change little between steps), or ``None``
+      to start from the scores' extremes. The first pass then counts at
+      ``guess * (1 +- 2**-7)``; a bad guess costs passes, never exactness.
 
   Returns:
     Per group, a scalar of the scores' dtype.
@@ -199,14 +211,23 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
     slots = [j for members in by_width.values() for j, _ in members]
     matrices = [jnp.stack([_padded_keys(groups[j], width) for j, _ in members])
                 for width, members in by_width.items()]
-    # Extremes are only a first guess (float min/max may ignore subnormals): counts check them.
-    low = jnp.stack([_keys(jnp.min(jnp.stack([s.min() for s in groups[j] if s.size]))) for j in slots])
-    high = jnp.stack([_keys(jnp.max(jnp.stack([s.max() for s in groups[j] if s.size]))) for j in slots])
     ks_ = jnp.stack([jnp.asarray(k, jnp.int32) for members in by_width.values() for _, k in members])
-    keys = _search(matrices, ks_, (low, high + 1))
+    sizes = np.array([sum(s.size for s in groups[j]) for j in slots])
+    first = None if guesses is None else _around([guesses[j] for j in slots], groups[slots[0]][0].dtype)
+    keys = _search(matrices, ks_, sizes, first)
     for slot, j in enumerate(slots):
       out[j] = _value(keys[slot], groups[j][0].dtype)
   return out
+
+
+def _around(guesses: Sequence[jax.Array], dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
+  """Per guess, the keys ``c1 <= c2`` at a relative distance of about ``2**-7`` on either side."""
+  dtype = jnp.promote_types(dtype, jnp.float32)
+  keys = jnp.stack([_keys(jnp.asarray(guess, dtype)) for guess in guesses])
+  half = keys.dtype.type(1 << (jnp.finfo(dtype).nmant - 7))
+  top = ~keys.dtype.type(0)
+  return (jnp.where(keys > half, keys - half, 1),
+          jnp.where(keys < top - half, keys + half, top))
 
 
 def _replicated(scores: jax.Array) -> jax.Array:

@@ -234,6 +234,19 @@ def test_frozen_weights_do_not_move():
   assert np.count_nonzero(np.asarray(updates["w"])) == 4
 
 
+def test_state_keeps_the_last_threshold_of_each_group():
+  groups = {"w": "a", "v": "a", "u": "b"}
+  tx = core_optax.scale_by_core(1e-2, score_history=2, frozen_fraction={"a": 0.25, "b": 0.0},
+                                groups=groups)
+  params = {"w": jnp.arange(300.0), "v": jnp.arange(5.0), "u": jnp.arange(4.0)}
+  state = tx.init(params)
+  for step in range(4):
+    scores = np.concatenate([state.S["w"], state.S["v"]])
+    _, state = tx.update(_grads(step, params), state)
+  kth = np.sort(scores)[::-1][int(0.25 * 305) - 1]
+  np.testing.assert_array_equal(state.threshold, [kth])  # group b freezes nothing: no entry
+
+
 def test_recommended_settings():
   assert core_optax.MAX_STEP_SIZE == {"mini-batch": 1e-3, "intermediate": 1e-2, "full-batch": 1.0}
   tx = core_optax.recommended("full-batch", stability_plasticity=True)

@@ -92,6 +92,21 @@ def test_kth_largest_equals_sort_in_every_dtype(dtype, data):
     assert got == reference_kth(x, k)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@SETTINGS
+@hypothesis.given(data=st.data())
+def test_any_guess_gives_the_exact_answer(dtype, data):
+  """A guess (last step's threshold) only decides where the search starts."""
+  with jax.enable_x64(dtype == np.float64):
+    x = data.draw(scores(5000, dtype))
+    k = data.draw(st.integers(1, x.size))
+    near = reference_kth(x, k) * data.draw(st.sampled_from([1.0, 1.001, 0.99, -1.0, 2.0]))
+    guess = data.draw(st.one_of(st.just(near), st.sampled_from([*SPECIAL, np.nan])))
+    (got,) = jax.jit(_selection.kth_largest)([[jnp.asarray(x)]], [jnp.int32(k)],
+                                             [jnp.asarray(guess, dtype)])
+    assert np.float64(got) == reference_kth(x, k)
+
+
 @SETTINGS
 @hypothesis.given(data=st.data())
 def test_groups_spanning_leaves_are_selected_together(data):
