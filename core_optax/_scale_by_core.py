@@ -33,7 +33,8 @@ class ScaleByCoreState(NamedTuple):
     S: ``S``, the importance scores (eq. 8); ``None`` when ``score_history`` is
       the number 0 (no stability-plasticity balance).
     threshold: a vector with an entry per group that can freeze weights (in
-      the order of the groups' first leaves): the ``n_frozen``-th largest
+      the order of the groups' first leaves; one unused 0 if there are
+      none): the ``n_frozen``-th largest
       score of the group in the last update that froze weights (eq. 5), where
       the next update's exact selection starts its search; 0 before that. One
       array, not a tree like the parameters, so that tools which give the
@@ -219,7 +220,7 @@ def scale_by_core(
         s=jax.tree.map(step_sizes, params),
         S=jax.tree.map(zeros, params) if scores_on is not False else None,
         threshold=jnp.zeros(
-            [len(freezing)],
+            [max(len(freezing), 1)],  # never empty: orbax refuses zero-size arrays
             jnp.result_type(jnp.float32, *(_real_dtype(dtype(leaves[ids[0]])) for ids, _ in freezing)),
         ) if scores_on is not False else None,
     )
@@ -325,8 +326,8 @@ def scale_by_core(
         h=unflatten(new_h) if state.h is not None else None,
         s=unflatten(new_s),
         S=unflatten(new_S) if state.S is not None else None,
-        threshold=(jnp.stack(new_threshold).astype(state.threshold.dtype) if new_threshold
-                   else state.threshold) if state.S is not None else None,
+        threshold=(state.threshold.at[:len(new_threshold)].set(jnp.stack(new_threshold))
+                   if new_threshold else state.threshold) if state.S is not None else None,
     )
     return unflatten(new_D), new_state
 
