@@ -2,7 +2,7 @@
 
   python -m benchmarks run [--quick|--standard|--full] [--tasks ...] [--optimizers ...]
                            [--seeds N] [--out DIR]
-  python -m benchmarks report DIR
+  python -m benchmarks report DIR [DIR ...] [--to REPORT_DIR]
   python -m benchmarks vmap-speedup [--task AEF] [--optimizer CoRe] [--seeds 5] [--mode quick]
 """
 
@@ -49,8 +49,11 @@ def _parser() -> argparse.ArgumentParser:
   run.add_argument("--out", type=pathlib.Path, help="output directory (default "
                    "benchmarks/runs/<mode>)")
 
-  report = commands.add_parser("report", help="rebuild tables and figures of a run directory")
-  report.add_argument("out", type=pathlib.Path)
+  report = commands.add_parser("report", help="rebuild tables and figures of run directories")
+  report.add_argument("dirs", type=pathlib.Path, nargs="+", help="run directories of one mode "
+                      "and seeds, reported together")
+  report.add_argument("--to", type=pathlib.Path, help="report directory (default DIR/report; "
+                      "required for several runs)")
 
   speedup = commands.add_parser("vmap-speedup", help="time vmapped seeds against a Python loop")
   speedup.add_argument("--task", choices=list(TASKS), default="AEF")
@@ -70,10 +73,10 @@ def main() -> None:
     runner.run(out, [TASKS[t] for t in args.tasks],
                [optimizers_lib.OPTIMIZERS[o] for o in args.optimizers], mode,
                args.seeds or runner.DEFAULT_SEEDS[mode])
-    print(report_lib.build(out, list(optimizers_lib.OPTIMIZERS)))
+    print(report_lib.build([out], list(optimizers_lib.OPTIMIZERS)))
     print(f"Wall time {time.perf_counter() - start:.0f} s. Tables and figures in {out / 'report'}.")
   elif args.command == "report":
-    print(report_lib.build(args.out, list(optimizers_lib.OPTIMIZERS)))
+    print(report_lib.build(args.dirs, list(optimizers_lib.OPTIMIZERS), args.to))
   else:
     optimizer = optimizers_lib.OPTIMIZERS[args.optimizer]
     task = TASKS[args.task]

@@ -1,7 +1,8 @@
 """Tables and figures from a saved run: scores (eqs. 19-22), best learning rates, convergence.
 
-``build(out)`` reads ``out/raw`` and ``out/tasks`` (see :mod:`benchmarks.runner`) and writes
-``out/report/``: ``scores.md`` (all tables, the run's command and every task's cuts),
+``build([out])`` reads ``out/raw`` and ``out/tasks`` (see :mod:`benchmarks.runner`) and writes
+``out/report/``; ``build([a, b], ..., report_dir)`` reports the tasks of several runs of one
+mode and seeds together (e.g. the image tasks and tasks II). It writes: ``scores.md`` (all tables, the run's command and every task's cuts),
 ``scores.csv``, ``min_errors.csv``, ``task_scores.png`` (like the paper's Figure 1),
 ``overall_scores.png`` (Figure 2) and ``convergence_<task>.png`` (Figure 5).
 """
@@ -82,15 +83,21 @@ def _task_report(meta: dict, raw: dict[str, dict[float, dict[str, np.ndarray]]])
   return TaskReport(meta=meta, outcomes=outcomes, scores=scores)
 
 
-def load(out: pathlib.Path) -> tuple[dict, dict[str, TaskReport]]:
-  """Reads a run directory: its ``run.json`` and a report per task with results."""
-  run = json.loads((out / "run.json").read_text())
+def load(*dirs: pathlib.Path) -> tuple[dict, dict[str, TaskReport]]:
+  """Reads run directories of one mode and seeds: their ``run.json`` and a report per task."""
+  runs = [json.loads((out / "run.json").read_text()) for out in dirs]
+  if len({(r["mode"], tuple(r["seeds"])) for r in runs}) > 1:
+    raise ValueError("Runs reported together need the same mode and seeds, got "
+                     + ", ".join(f"{r['mode']} {r['seeds']}" for r in runs))
+  run = {**runs[0], "tasks": [t for r in runs for t in r["tasks"]],
+         "command": "`; `".join(r["command"] for r in runs)}
   reports = {}
-  for name in run["tasks"]:
-    meta_file = out / "tasks" / f"{name}.json"
-    raw = _load_raw(out / "raw" / name)
-    if meta_file.exists() and raw:
-      reports[name] = _task_report(json.loads(meta_file.read_text()), raw)
+  for out, r in zip(dirs, runs):
+    for name in r["tasks"]:
+      meta_file = out / "tasks" / f"{name}.json"
+      raw = _load_raw(out / "raw" / name)
+      if meta_file.exists() and raw:
+        reports[name] = _task_report(json.loads(meta_file.read_text()), raw)
   return run, reports
 
 
@@ -238,24 +245,29 @@ def _plot_convergence(path, task, report, colours):
   plt.close(fig)
 
 
-def build(out: pathlib.Path, optimizer_order: list[str]) -> str:
-  """Writes ``out/report/`` and returns the Markdown tables.
+def build(dirs: list[pathlib.Path], optimizer_order: list[str],
+          report_dir: pathlib.Path | None = None) -> str:
+  """Writes the report of one or more runs and returns its Markdown tables.
 
   Args:
-    out: a run directory.
+    dirs: run directories (of one mode and seeds).
     optimizer_order: the order of optimizers in tables and legends (the registry's).
+    report_dir: where to write; ``dirs[0] / "report"`` by default for one run.
 
   Returns:
     The content of ``scores.md``.
   """
-  run, reports = load(out)
+  if report_dir is None:
+    if len(dirs) != 1:
+      raise ValueError("A report of several runs needs a report_dir.")
+    report_dir = dirs[0] / "report"
+  run, reports = load(*dirs)
   present = {name for report in reports.values() for name in report.outcomes}
   order = [n for n in optimizer_order if n in present] + sorted(present - set(optimizer_order))
   n_grid = max(o.n_rates for r in reports.values() for o in r.outcomes.values()) if reports else 0
   complete = [t for t, r in reports.items() if set(r.scores) == present
               and all(o.n_rates == n_grid for o in r.outcomes.values())]
   overall = scoring.overall_scores({t: reports[t].scores for t in complete}) if complete else {}
-  report_dir = out / "report"
   report_dir.mkdir(parents=True, exist_ok=True)
   text = markdown(run, reports, order, overall, complete, n_grid)
   (report_dir / "scores.md").write_text(text)

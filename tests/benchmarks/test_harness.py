@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from benchmarks import optimizers, report, runner
 from benchmarks import task as task_lib
@@ -47,7 +48,7 @@ def test_run_saves_every_configuration_and_a_rerun_resumes(tmp_path):
 
 def test_report_picks_the_best_rate_scores_and_draws(tmp_path):
   runner.run(tmp_path, [FAKE], OPTIMIZERS, "standard", n_seeds=2)
-  text = report.build(tmp_path, list(optimizers.OPTIMIZERS))
+  text = report.build([tmp_path], list(optimizers.OPTIMIZERS))
   _, reports = report.load(tmp_path)
   outcomes = reports["FAKE"].outcomes
   # SGD's first update is lr itself: the largest rate without a failed seed (0.1) wins.
@@ -75,6 +76,22 @@ def test_extras_of_a_seed_stuck_at_its_minimum_are_from_its_last_evaluation(tmp_
                            run=_unsolved_run, cuts={m: "" for m in ("quick", "standard", "full")},
                            failure_error=100.0)
   runner.run(tmp_path, [unsolved], OPTIMIZERS[:1], "quick", n_seeds=2)
-  report.build(tmp_path, list(optimizers.OPTIMIZERS))
+  report.build([tmp_path], list(optimizers.OPTIMIZERS))
   _, reports = report.load(tmp_path)
   np.testing.assert_array_equal(reports["UNSOLVED"].outcomes["SGD"].extras["running_reward"], [3, 3])
+
+
+def test_runs_of_one_mode_and_seeds_are_reported_together(tmp_path):
+  other = task_lib.Task(name="OTHER", regime="mini-batch", error_name="other error",
+                        run=_fake_run, cuts=FAKE.cuts, failure_error=10.0)
+  runner.run(tmp_path / "a", [FAKE], OPTIMIZERS, "quick", n_seeds=2)
+  runner.run(tmp_path / "b", [other], OPTIMIZERS, "quick", n_seeds=2)
+  text = report.build([tmp_path / "a", tmp_path / "b"], list(optimizers.OPTIMIZERS),
+                      tmp_path / "both")
+  assert "| optimizer | FAKE | OTHER | A-bar |" in text
+  assert (tmp_path / "both" / "overall_scores.png").exists()
+  runner.run(tmp_path / "c", [other], OPTIMIZERS, "quick", n_seeds=3)
+  with pytest.raises(ValueError, match="same mode and seeds"):
+    report.load(tmp_path / "a", tmp_path / "c")
+  with pytest.raises(ValueError, match="needs a report_dir"):
+    report.build([tmp_path / "a", tmp_path / "b"], list(optimizers.OPTIMIZERS))
