@@ -54,12 +54,13 @@ def init(key: jax.Array, data=None) -> optax.Params:
       zip(jax.random.split(key, len(LAYERS)), LAYERS)):
     k_w, k_b = jax.random.split(key)
     if previous is not None:
-      # One QR decomposition at a time. jaxlib's CPU QR kernel spreads a batch
-      # (the vmapped seeds) over the intra-op threads and blocks until they are
+      # One QR decomposition at a time. jaxlib's CPU QR kernels spread a batch
+      # (the vmapped seeds) over the intra-op threads and block until it is
       # done: with 2 threads, two QRs in flight each held one thread and waited
-      # on the other forever (gdb: both threads in QrFactorization ->
-      # ParallelBatchMap). The barrier makes this layer's QR wait for the last.
-      k_w, _ = jax.lax.optimization_barrier((k_w, previous))
+      # on the other forever (gdb: both threads in ParallelBatchMap, under
+      # QrFactorization and OrthogonalQr). A data dependency on the last
+      # layer's kernel orders them (XLA:CPU drops optimization barriers).
+      k_w = jax.random.fold_in(k_w, jnp.isnan(previous[0, 0, 0, 0]).astype(jnp.uint32))
     orthogonal = jax.nn.initializers.orthogonal(scale=gain)
     previous = orthogonal(k_w, (k, k, c_in, c_out))
     params[f"conv{i + 1}"] = {"w": previous, "b": torch_uniform(k_b, (c_out,), c_in * k * k)}
