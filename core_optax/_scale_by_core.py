@@ -33,14 +33,13 @@ class ScaleByCoreState(NamedTuple):
     S: ``S``, the importance scores (eq. 8); ``None`` when ``score_history`` is
       the number 0 (no stability-plasticity balance).
     threshold: a vector with an entry per group that can freeze weights (in
-      the order of the groups' first leaves; one unused 0 if there are
-      none): the ``n_frozen``-th largest
-      score of the group in the last update that froze weights (eq. 5), where
-      the next update's exact selection starts its search; 0 before that. One
-      array, not a tree like the parameters, so that tools which give the
-      parameter-shaped parts of a state the parameters' shardings
-      (``optax.tree_map_params``) treat it like ``tau``. ``None`` when ``S``
-      is.
+      the order of the groups' first leaves; one unused 0 if there are none):
+      the ``n_frozen``-th largest score of the group in the last update that
+      froze weights (eq. 5), where the next update's exact selection starts
+      its search; 0 before that. One array, not a tree like the parameters,
+      so that tools which give the parameter-shaped parts of a state the
+      parameters' shardings (``optax.tree_map_params``) treat it like
+      ``tau``. ``None`` when ``S`` is.
   """
 
   tau: chex.Array

@@ -108,9 +108,9 @@ def _search(matrices: list[jax.Array], k: jax.Array, sizes: np.ndarray,
   key (``sizes[j]`` keys that are not padding), and narrows it with two
   thresholds per pass: ``first`` if given, then around the interpolated
   position of the ``k``-th key, with a margin that shrinks while the guesses
-  hit and grows when they miss. With at most ``_SNAP`` keys left, the thresholds jump to the
-  largest key in the bracket (found exactly as float maxima of its 24-bit
-  pieces). A row is done when ``hi == lo + 1``: ``lo`` is then a key of the
+  hit and grows when they miss. With at most ``_SNAP`` keys left, the
+  thresholds jump to the largest key in the bracket (found exactly as float
+  maxima of its 24-bit pieces). A row is done when ``hi == lo + 1``: ``lo`` is then a key of the
   row, the ``k``-th largest one. All rows advance together, in one loop that
   runs as many passes as the slowest row needs (10 to 15 on smooth scores, at
   most about 70).
