@@ -47,14 +47,17 @@ def _keys(x: jax.Array) -> jax.Array:
 
   Integer comparisons of keys are exact where float comparisons are not (CPUs
   may treat subnormals as zero), and make the search space a range of integers.
-  Every key of a non-NaN float is above 0, which pads the key matrices.
+  Every key is above 0, which pads the key matrices. Every NaN, whatever its
+  sign bit (x86 makes 0/0 a negative NaN), gets the key ``2**width - 2``,
+  above +inf, as ``torch.topk`` ranks NaN above every number.
   """
   utype, width = _key_dtype(x.dtype)
   x = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # exact for float16/bfloat16
   bits = jax.lax.bitcast_convert_type(x, utype)
   sign = utype(1 << (width - 1))
   keys = jnp.where(bits >= sign, ~bits, bits | sign)  # negatives reversed, below positives
-  return jnp.where(keys == ~sign, sign, keys)  # ~sign is the key of -0.0
+  keys = jnp.where(keys == ~sign, sign, keys)  # ~sign is the key of -0.0
+  return jnp.where(jnp.isnan(x), ~utype(1), keys)
 
 
 def _value(key: jax.Array, dtype: jnp.dtype) -> jax.Array:
@@ -161,9 +164,9 @@ def _search(matrices: list[jax.Array], k: jax.Array, sizes: np.ndarray,
     return lo, hi, c_lo, c_hi, margin, step + 1
 
   # Integer extremes are exact (float min/max may ignore subnormals); padding is key 0.
-  top = ~utype(0)  # a NaN's key, assumed absent, as every hi <= top assumes
+  top = ~utype(0)  # above every key (NaN's is top - 1)
   smallest = per_matrix(lambda m: jnp.min(jnp.where(m == 0, top, m), axis=1))
-  largest = per_matrix(lambda m: jnp.minimum(jnp.max(m, axis=1), top - 1))
+  largest = per_matrix(lambda m: jnp.max(m, axis=1))
   init = (smallest, largest + 1, jnp.asarray(sizes, jnp.int32), jnp.zeros(k.shape, jnp.int32),
           jnp.full(k.shape, 2.0**-4, jnp.float32), jnp.int32(0))
   return jax.lax.while_loop(lambda s: jnp.any(s[1] - s[0] > 1), body, init)[0]
@@ -200,7 +203,7 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
   for j, (group, k) in enumerate(zip(groups, ks)):
     n = sum(s.size for s in group)
     if isinstance(k, int) and n <= _TOP_K_MAX_SIZE:
-      out[j] = jax.lax.top_k(jnp.concatenate([s.ravel() for s in group]), k)[0][k - 1]
+      out[j] = _value(_top_k_key(_padded_keys(group, n), k), group[0].dtype)
     else:
       unit = 1 << max(n.bit_length() - 4, 0)  # widths 8..15 units: at most 1/8 padding
       width = max(-(-n // unit) * unit, _MIN_WIDTH)
@@ -228,6 +231,15 @@ def _around(guesses: Sequence[jax.Array], dtype: jnp.dtype) -> tuple[jax.Array, 
   top = ~keys.dtype.type(0)
   return (jnp.where(keys > half, keys - half, 1),
           jnp.where(keys < top - half, keys + half, top))
+
+
+def _top_k_key(keys: jax.Array, k: int) -> jax.Array:
+  """The ``k``-th largest of unsigned ``keys`` by ``lax.top_k`` (on signed integers of their order)."""
+  utype, width = keys.dtype.type, jnp.iinfo(keys.dtype).bits
+  itype = jnp.int64 if width == 64 else jnp.int32
+  sign = utype(1 << (width - 1))
+  top = jax.lax.top_k(jax.lax.bitcast_convert_type(keys ^ sign, itype), k)[0][k - 1]
+  return jax.lax.bitcast_convert_type(top, utype) ^ sign
 
 
 def _replicated(scores: jax.Array) -> jax.Array:

@@ -142,3 +142,22 @@ def test_frozen_mask_equals_the_mask_of_a_plain_sort(n, data):
   by_sort = jnp.sort(x)[n - k]
   np.testing.assert_array_equal(_selection.frozen_mask(x, jnp.float32(threshold)),
                                 _selection.frozen_mask(x, by_sort))
+
+
+@pytest.mark.parametrize("static", [True, False])
+@pytest.mark.parametrize("n", [7, 300, 5000])
+def test_nan_ranks_above_every_number_as_in_torch_topk(n, static):
+  """NaN scores (x86 makes 0/0 a NaN with the sign bit set) rank highest, as in the reference."""
+  import torch  # noqa: PLC0415 (the reference's ordering)
+
+  rng = np.random.default_rng(n)
+  x = rng.normal(size=n).astype(np.float32)
+  nans = rng.choice(n, size=max(2, n // 10), replace=False)
+  x[nans[0::2]], x[nans[1::2]] = np.nan, -np.nan
+  assert np.signbit(x[nans]).any() and not np.signbit(x[nans]).all()
+  for k in sorted({1, nans.size, nans.size + 1, n}):
+    want = torch.topk(torch.from_numpy(x), k).values[-1].item()
+    if static and n > 256:
+      continue  # only groups up to 256 scores take lax.top_k with a static k
+    (got,) = select([[x]], [k], static)
+    np.testing.assert_array_equal(got, want)
