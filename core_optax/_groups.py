@@ -12,6 +12,7 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import Any, TypeAlias
 
 import jax
+import optax
 
 Label: TypeAlias = Hashable
 Groups: TypeAlias = Any | Callable[[Any], Any] | None
@@ -44,7 +45,7 @@ def leaf_labels(groups: Groups, tree: Any) -> tuple[Label, ...]:
   # with a leafless placeholder to find the parameter-shaped parts of the state.
   if groups is None or not leaves:
     return tuple(range(len(leaves)))
-  labels = groups(tree) if callable(groups) else groups
+  labels = groups(tree) if callable(groups) else _unmasked(groups, tree)
   labelled = _label_leaves(labels)
   tree_paths = [path for path, _ in leaves]
   label_paths = [path for path, _ in labelled]
@@ -68,6 +69,21 @@ def leaf_labels(groups: Groups, tree: Any) -> tuple[Label, ...]:
           f"group label at {jax.tree_util.keystr(path)} is not hashable: {label!r}."
       ) from e
   return tuple(label for _, label in labelled)
+
+
+def _unmasked(labels: Any, tree: Any) -> Any:
+  """The label tree without the labels of leaves that ``tree`` masks out.
+
+  Inside ``optax.masked``, ``partition`` and ``multi_transform`` the masked-out
+  leaves of ``tree`` are ``optax.MaskedNode``: pytree nodes without leaves.
+  Trees that do not line up are returned as they are, for the error message of
+  :func:`leaf_labels`.
+  """
+  try:
+    return jax.tree.map(
+        lambda label, sub: None if isinstance(sub, optax.MaskedNode) else label, labels, tree)
+  except ValueError:
+    return labels
 
 
 def static_labels(groups: Groups) -> frozenset[Label] | None:
@@ -104,15 +120,24 @@ def check_mapping(name: str, value: PerGroup, labels: frozenset[Label] | None) -
     )
 
 
-def per_leaf(name: str, value: PerGroup, labels: tuple[Label, ...]) -> list[Any]:
+def per_leaf(name: str, value: PerGroup, labels: tuple[Label, ...], groups: Groups) -> list[Any]:
   """Spreads a scalar or a ``{label: value}`` mapping over the leaves.
+
+  Args:
+    name: the argument's name, for the message.
+    value: a scalar or a mapping ``{label: value}``.
+    labels: the leaves' labels (:func:`leaf_labels`).
+    groups: the groups argument: a mapping may name every label of a pytree
+      of labels, also those of leaves masked out here.
 
   Raises:
     ValueError: see :func:`check_mapping`.
   """
   if isinstance(value, Mapping):
     if labels:  # nothing to check on a leafless tree (see leaf_labels)
-      check_mapping(name, value, frozenset(labels))
+      present = frozenset(labels)
+      check_mapping(name, {k: v for k, v in value.items() if k in present}
+                    if static_labels(groups) is not None else value, present)
     return [value[label] for label in labels]
   return [value] * len(labels)
 

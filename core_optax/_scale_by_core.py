@@ -83,7 +83,8 @@ def _real_dtype(dtype: jnp.dtype) -> jnp.dtype:
 
 
 def _freezing_groups(leaves: list[jax.Array], labels: tuple[_groups.Label, ...],
-                     frozen_fraction: _groups.PerGroup) -> list[tuple[list[int], int | jax.Array]]:
+                     frozen_fraction: _groups.PerGroup,
+                     groups: _groups.Groups) -> list[tuple[list[int], int | jax.Array]]:
   """The groups that can freeze weights, as ``(leaf indices, n_frozen)`` (eq. 5).
 
   ``n_frozen = floor(p_frozen * n)``, in double precision as the reference,
@@ -92,7 +93,7 @@ def _freezing_groups(leaves: list[jax.Array], labels: tuple[_groups.Label, ...],
   left out; a traced ``p_frozen`` (``inject_hyperparams``) gives a traced
   ``n_frozen``.
   """
-  fractions = _groups.per_leaf("frozen_fraction", frozen_fraction, labels)
+  fractions = _groups.per_leaf("frozen_fraction", frozen_fraction, labels, groups)
   out = []
   for leaf_ids in _groups.members(labels).values():
     p, size = fractions[leaf_ids[0]], sum(leaves[i].size for i in leaf_ids)
@@ -198,7 +199,8 @@ def scale_by_core(
   def init_fn(params: optax.Params) -> ScaleByCoreState:
     _checks.check_float_leaves("params", params)
     leaves = jax.tree.leaves(params)
-    freezing = _freezing_groups(leaves, _groups.leaf_labels(groups, params), frozen_fraction)
+    freezing = _freezing_groups(leaves, _groups.leaf_labels(groups, params), frozen_fraction,
+                                groups)
     s0 = jnp.asarray(initial_step_size)
 
     def dtype(p, lean=False):  # lean: g and s, which may be stored in state_dtype
@@ -248,7 +250,7 @@ def scale_by_core(
     if scores_on is not False:
       t_hist = jnp.asarray(score_history)
       past_history = (t_hist > 0) & (t >= t_hist)  # tau > t_hist (eq. 5)
-      selected = _freezing_groups(leaves, labels, frozen_fraction)
+      selected = _freezing_groups(leaves, labels, frozen_fraction, groups)
       scores = [[_real_view(S_prev[i]) for i in leaf_ids] for leaf_ids, _ in selected]
       last = [state.threshold[j].astype(group[0].dtype) for j, group in enumerate(scores)]
       thresholds = jax.lax.cond(  # the selection only runs once tau > t_hist

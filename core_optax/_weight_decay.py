@@ -47,7 +47,7 @@ def add_update_scaled_weight_decay(
   _groups.check_mapping("weight_decay", weight_decay, _groups.static_labels(groups))
 
   def init_fn(params: optax.Params) -> optax.EmptyState:
-    _groups.per_leaf("weight_decay", weight_decay, _groups.leaf_labels(groups, params))
+    _groups.per_leaf("weight_decay", weight_decay, _groups.leaf_labels(groups, params), groups)
     return optax.EmptyState()
 
   def update_fn(
@@ -58,7 +58,8 @@ def add_update_scaled_weight_decay(
   ) -> tuple[optax.Updates, optax.EmptyState]:
     del extra_args
     leaves, treedef = jax.tree.flatten(updates)
-    decays = _groups.per_leaf("weight_decay", weight_decay, _groups.leaf_labels(groups, updates))
+    decays = _groups.per_leaf("weight_decay", weight_decay, _groups.leaf_labels(groups, updates),
+                              groups)
     if all(_is_static_zero(d) for d in decays):
       return updates, state
     if params is None:

@@ -105,18 +105,26 @@ def test_apply_if_finite_skips_a_nan_gradient_without_touching_core_state():
   assert_trees_close(state.inner_state, want_state, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("groups_as", ["callable", "pytree"])
 @pytest.mark.parametrize("combinator", ["multi_transform", "partition"])
-def test_core_on_one_part_and_adam_on_the_other_as_if_each_ran_alone(combinator):
+def test_core_on_one_part_and_adam_on_the_other_as_if_each_ran_alone(combinator, groups_as):
   params, loss_fn, xs, ys = make_problem()
-  # Inside a partition CoRe sees only its part (optax.MaskedNode elsewhere), so
-  # groups are given as a callable, which is called on that part.
-  groups = lambda p: jax.tree.map(lambda _: "weights", p)
-  core_tx, adam_tx = core_with_freezing(groups=groups), optax.adam(1e-2)
+  # Inside a partition CoRe sees only its part (optax.MaskedNode elsewhere): a
+  # callable is called on that part; a pytree of labels for all parameters loses
+  # the labels of the other part, and mappings may still name them.
+  if groups_as == "callable":
+    core_tx = alone = core_with_freezing(groups=lambda p: jax.tree.map(lambda _: "weights", p))
+  else:
+    core_tx = core_optax.core(1e-2, score_history=2, groups={"w": "weights", "b": "biases"},
+                              frozen_fraction={"weights": 0.25, "biases": 0.5},
+                              weight_decay={"weights": 0.1, "biases": 0.0})
+    alone = core_with_freezing(groups={"w": "weights"})
+  adam_tx = optax.adam(1e-2)
   tx = getattr(optax, combinator)({"core": core_tx, "adam": adam_tx}, {"w": "core", "b": "adam"})
   got, _, _ = train(tx, params, loss_fn, xs, ys)
 
   # The same by hand: CoRe updates {"w"}, Adam updates {"b"}, from the same gradients.
-  p = params
+  core_tx, p = alone, params
   core_state, adam_state = core_tx.init({"w": p["w"]}), adam_tx.init({"b": p["b"]})
   for x, y in zip(xs, ys):
     g = jax.grad(loss_fn)(p, x, y)
