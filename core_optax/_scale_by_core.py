@@ -253,8 +253,8 @@ def scale_by_core(
       selected = _freezing_groups(leaves, labels, frozen_fraction, groups)
       scores = [[_real_view(S_prev[i]) for i in leaf_ids] for leaf_ids, _ in selected]
       last = [state.threshold[j].astype(group[0].dtype) for j, group in enumerate(scores)]
-      thresholds = jax.lax.cond(  # the selection only runs once tau > t_hist
-          past_history,
+      thresholds = jax.lax.cond(  # the selection only runs once tau > t_hist, if any k > 0
+          past_history & jnp.any(jnp.stack([jnp.asarray(k) > 0 for _, k in selected])),
           lambda scores, last: _selection.kth_largest(scores, [k for _, k in selected], last),
           lambda scores, last: last,
           scores, last,
