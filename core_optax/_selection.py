@@ -103,7 +103,7 @@ def _blocks(keys: jax.Array) -> list[jax.Array]:
 
 
 def _search(matrices: list[jax.Array], k: jax.Array, sizes: np.ndarray,
-            first: tuple[jax.Array, jax.Array] | None) -> jax.Array:
+            first: tuple[jax.Array, jax.Array] | None) -> tuple[jax.Array, jax.Array]:
   """The key of the ``k[j]``-th largest key in every row ``j`` of the key matrices.
 
   For every row, keeps a bracket ``[lo, hi)`` of keys with
@@ -117,6 +117,9 @@ def _search(matrices: list[jax.Array], k: jax.Array, sizes: np.ndarray,
   row, the ``k``-th largest one. All rows advance together, in one loop that
   runs as many passes as the slowest row needs (10 to 15 on smooth scores, at
   most about 70).
+
+  Returns:
+    The keys, and the number of counting passes the loop ran.
   """
   utype = matrices[0].dtype.type
   width = jnp.iinfo(utype).bits
@@ -169,7 +172,8 @@ def _search(matrices: list[jax.Array], k: jax.Array, sizes: np.ndarray,
   largest = per_matrix(lambda m: jnp.max(m, axis=1))
   init = (smallest, largest + 1, jnp.asarray(sizes, jnp.int32), jnp.zeros(k.shape, jnp.int32),
           jnp.full(k.shape, 2.0**-4, jnp.float32), jnp.int32(0))
-  return jax.lax.while_loop(lambda s: jnp.any(s[1] - s[0] > 1), body, init)[0]
+  final = jax.lax.while_loop(lambda s: jnp.any(s[1] - s[0] > 1), body, init)
+  return final[0], final[-1]
 
 
 def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Array],
@@ -197,6 +201,14 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
   Returns:
     Per group, a scalar of the scores' dtype.
   """
+  return kth_largest_and_passes(groups, ks, guesses)[0]
+
+
+def kth_largest_and_passes(
+    groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Array],
+    guesses: Sequence[jax.Array] | None = None) -> tuple[list[jax.Array], jax.Array]:
+  """:func:`kth_largest`, and how many counting passes it ran (for measurements)."""
+  passes = jnp.int32(0)
   groups = [[_replicated(s) for s in group] for group in groups]
   out = [None] * len(groups)
   searched = {jnp.uint32: {}, jnp.uint64: {}}  # key dtype: row width: [(group index, k)]
@@ -217,10 +229,11 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
     ks_ = jnp.stack([jnp.asarray(k, jnp.int32) for members in by_width.values() for _, k in members])
     sizes = np.array([sum(s.size for s in groups[j]) for j in slots])
     first = None if guesses is None else _around([guesses[j] for j in slots], groups[slots[0]][0].dtype)
-    keys = _search(matrices, ks_, sizes, first)
+    keys, n_passes = _search(matrices, ks_, sizes, first)
+    passes += n_passes
     for slot, j in enumerate(slots):
       out[j] = _value(keys[slot], groups[j][0].dtype)
-  return out
+  return out, passes
 
 
 def _around(guesses: Sequence[jax.Array], dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:

@@ -161,3 +161,14 @@ def test_nan_ranks_above_every_number_as_in_torch_topk(n, static):
       continue  # only groups up to 256 scores take lax.top_k with a static k
     (got,) = select([[x]], [k], static)
     np.testing.assert_array_equal(got, want)
+
+
+def test_a_guess_near_the_answer_saves_counting_passes():
+  x = jnp.asarray(np.random.default_rng(0).lognormal(size=200_000), jnp.float32)
+  k = 20_000
+  answer = reference_kth(np.asarray(x), k)
+  run = jax.jit(_selection.kth_largest_and_passes)
+  (cold,), cold_passes = run([[x]], [k])
+  (warm,), warm_passes = run([[x]], [k], [jnp.float32(answer * 1.001)])
+  assert np.float64(cold) == np.float64(warm) == answer
+  assert int(warm_passes) < int(cold_passes), (int(warm_passes), int(cold_passes))

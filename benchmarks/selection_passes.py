@@ -1,0 +1,83 @@
+"""Counting passes of the freezing selection per update, started at last step's threshold or not.
+
+Trains a 64-512-512-10 MLP on scikit-learn's digits (mini-batches of 64) with CoRe and the
+stability-plasticity balance (t_hist = 250, p_frozen = 0.1, every leaf its own group). In every
+update that freezes weights it runs the exact selection of eq. 5 twice on the same scores, once
+from the threshold the state kept (what ``core_optax`` does) and once from the scores'
+extremes, and prints how many counting passes each needed. The two thresholds are checked equal.
+
+  python -m benchmarks.selection_passes [--steps 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from sklearn.datasets import load_digits
+
+import core_optax
+from core_optax import _selection
+
+T_HIST = 250
+P_FROZEN = 0.1
+SIZES = (64, 512, 512, 10)
+
+
+def init(key: jax.Array) -> list[dict[str, jax.Array]]:
+  keys = jax.random.split(key, len(SIZES) - 1)
+  return [{"w": jax.random.normal(k, (a, b)) / np.sqrt(a), "b": jnp.zeros(b)}
+          for k, a, b in zip(keys, SIZES[:-1], SIZES[1:])]
+
+
+def loss(params, x, y):
+  for layer in params[:-1]:
+    x = jax.nn.relu(x @ layer["w"] + layer["b"])
+  logits = x @ params[-1]["w"] + params[-1]["b"]
+  return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--steps", type=int, default=600)
+  args = parser.parse_args()
+  x, y = load_digits(return_X_y=True)
+  x, y = jnp.asarray(x / 16.0, jnp.float32), jnp.asarray(y)
+  tx = core_optax.core(1e-3, score_history=T_HIST, frozen_fraction=P_FROZEN)
+  params = init(jax.random.key(0))
+  state = tx.init(params)
+
+  @jax.jit
+  def step(params, state, xb, yb):
+    core_state = state[0]
+    scores = [[s] for s in jax.tree.leaves(core_state.S)]
+    ks = [int(P_FROZEN * s[0].size) for s in scores]
+    guesses = [core_state.threshold[j] for j in range(len(scores))]
+    warm, warm_passes = _selection.kth_largest_and_passes(scores, ks, guesses)
+    cold, cold_passes = _selection.kth_largest_and_passes(scores, ks)
+    updates, state = tx.update(jax.grad(loss)(params, xb, yb), state, params)
+    same = jnp.all(jnp.stack(warm) == jnp.stack(cold))
+    return optax.apply_updates(params, updates), state, warm_passes, cold_passes, same
+
+  rng = np.random.default_rng(0)
+  warm, cold = [], []
+  for t in range(args.steps):
+    batch = rng.choice(len(x), 64)
+    params, state, w, c, same = step(params, state, x[batch], y[batch])
+    if t > T_HIST:  # the state holds a threshold from the update before
+      assert bool(same), f"thresholds differ at update {t + 1}"
+      warm.append(int(w))
+      cold.append(int(c))
+  print(f"{len(warm)} updates with freezing (t_hist {T_HIST}, p_frozen {P_FROZEN}, "
+        f"{sum(p.size for p in jax.tree.leaves(params))} weights in {len(jax.tree.leaves(params))} "
+        "groups); counting passes per update:")
+  print("| search starts at | median | mean | max |\n|---|---:|---:|---:|")
+  for name, passes in (("last threshold (core_optax)", warm), ("scores' extremes", cold)):
+    print(f"| {name} | {np.median(passes):.0f} | {np.mean(passes):.1f} | {np.max(passes)} |")
+
+
+if __name__ == "__main__":
+  main()
