@@ -219,7 +219,8 @@ def _plot_overall(path, overall, colours, complete):
     _hatched_bar(ax, i, 100 * overall[name][0], 100 * overall[name][1], 0.8, colours[name],
                  horizontal=True)
   ax.set_yticks(range(len(ranked)), ranked)
-  ax.set_xlabel(r"mean accuracy score $\bar{A}$ (%) over " + ", ".join(complete))
+  over = ", ".join(complete) if len(complete) <= 4 else f"{len(complete)} tasks"
+  ax.set_xlabel(r"mean accuracy score $\bar{A}$ (%) over " + over)
   ax.set_xlim(0, 105)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
