@@ -253,15 +253,15 @@ def scale_by_core(
       selected = _freezing_groups(leaves, labels, frozen_fraction, groups)
       scores = [[_real_view(S_prev[i]) for i in leaf_ids] for leaf_ids, _ in selected]
       last = [state.threshold[j].astype(group[0].dtype) for j, group in enumerate(scores)]
+      actives = [past_history & (jnp.asarray(k) > 0) for _, k in selected]
       thresholds = jax.lax.cond(  # the selection only runs once tau > t_hist, if any k > 0
-          past_history & jnp.any(jnp.stack([jnp.asarray(k) > 0 for _, k in selected])),
+          jnp.any(jnp.stack(actives)),
           lambda scores, last: _selection.kth_largest(scores, [k for _, k in selected], last),
           lambda scores, last: last,
           scores, last,
       ) if selected else []
       new_threshold = []
-      for (leaf_ids, k), threshold, previous in zip(selected, thresholds, last):
-        active = past_history if isinstance(k, int) else past_history & (k > 0)
+      for (leaf_ids, _), active, threshold, previous in zip(selected, actives, thresholds, last):
         for i in leaf_ids:
           frozen[i] = active & _selection.frozen_mask(_real_view(S_prev[i]), threshold)
           decay_scores[i] = active

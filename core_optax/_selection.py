@@ -113,10 +113,10 @@ def _search(matrices: list[jax.Array], k: jax.Array, sizes: np.ndarray,
   position of the ``k``-th key, with a margin that shrinks while the guesses
   hit and grows when they miss. With at most ``_SNAP`` keys left, the
   thresholds jump to the largest key in the bracket (found exactly as float
-  maxima of its 24-bit pieces). A row is done when ``hi == lo + 1``: ``lo`` is then a key of the
-  row, the ``k``-th largest one. All rows advance together, in one loop that
-  runs as many passes as the slowest row needs (10 to 15 on smooth scores, at
-  most about 70).
+  maxima of its 24-bit pieces). A row is done when ``hi == lo + 1``: ``lo``
+  is then a key of the row, the ``k``-th largest one. All rows advance
+  together, in one loop that runs as many passes as the slowest row needs
+  (10 to 20 on smooth scores, at most about 70).
 
   Returns:
     The keys, and the number of counting passes the loop ran.
