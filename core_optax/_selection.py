@@ -116,7 +116,8 @@ def _search(matrices: list[jax.Array], k: jax.Array, sizes: np.ndarray,
   maxima of its 24-bit pieces). A row is done when ``hi == lo + 1``: ``lo``
   is then a key of the row, the ``k``-th largest one. All rows advance
   together, in one loop that runs as many passes as the slowest row needs
-  (10 to 20 on smooth scores, at most about 70).
+  (in ``python -m benchmarks.selection_passes``: median 11 from last step's
+  threshold, 17 from the extremes; at most about 70).
 
   Returns:
     The keys, and the number of counting passes the loop ran.
