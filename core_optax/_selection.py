@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,11 +21,6 @@ do we.
 _TOP_K_MAX_SIZE = 256
 """Groups up to this size (with a static ``k``) use ``lax.top_k``; it is faster there."""
 
-_BLOCK = 1 << 22
-"""Passes go over blocks of columns of at most this many keys: their temporaries
-stay under 32 MB (XLA:CPU pays page faults for larger ones), and float32 sums of
-``b * b <= 4`` per key stay exact."""
-
 _MIN_WIDTH = 2 * _TOP_K_MAX_SIZE
 """Narrowest row of a key matrix."""
 
@@ -34,6 +29,17 @@ _PIECE = 24
 
 _SNAP = 4
 """When at most this many scores lie in a bracket, jump to its largest key."""
+
+_CHUNK = 1 << 19
+"""Groups of at least this many scores are read in chunks of this many, in a loop.
+
+XLA:CPU gives a computation's temporaries fresh memory on every call, and above
+about 32 MB pays a page fault per 4 kB touched: a count over 1e7 numbers took
+12.6 ms with its comparisons as one temporary (9767 page faults per count) and
+2.6 ms in chunks of ``2**19`` (77 faults; ``python -m
+benchmarks.chunked_reductions``). Such groups are never laid out as key
+matrices; their keys are computed from the scores in every chunk.
+"""
 
 
 def _key_dtype(dtype: jnp.dtype) -> tuple[type, int]:
@@ -69,76 +75,138 @@ def _value(key: jax.Array, dtype: jnp.dtype) -> jax.Array:
   return jax.lax.bitcast_convert_type(bits, ftype).astype(dtype)
 
 
-def _count(keys: jax.Array, c1: jax.Array, c2: jax.Array) -> tuple[jax.Array, jax.Array]:
+class _Keys(NamedTuple):
+  """Rows of keys: one key matrix, or one row: a group's scores (``scores=True``).
+
+  A group read from its scores (one or more arrays) has its keys computed
+  anew in every pass, never held all at once.
+  """
+
+  arrays: tuple[jax.Array, ...]
+  scores: bool = False
+
+  @property
+  def rows(self) -> int:
+    return 1 if self.scores else self.arrays[0].shape[0]
+
+  @property
+  def top(self) -> jax.Array:
+    """The largest key of the key dtype, above every key (NaN's is ``top - 1``)."""
+    utype = _key_dtype(self.arrays[0].dtype)[0] if self.scores else self.arrays[0].dtype.type
+    return ~utype(0)
+
+
+def _fold(source: _Keys, fn: Callable, combine: Callable, init):
+  """``combine`` of ``fn(keys)`` over blocks of columns of ``source``'s keys.
+
+  ``keys`` has shape ``[rows, columns]``, ``rows * columns <= _CHUNK``; blocks
+  after the first run in a loop, so that their temporaries share memory.
+  """
+  to_keys = _keys if source.scores else lambda keys: keys
+  acc = init
+  for array in source.arrays:
+    array = array.reshape(1, -1) if source.scores else array
+    rows, width = array.shape
+    cols = min(width, max(1, _CHUNK // rows))
+
+    def block(i, acc, array=array, cols=cols):
+      return combine(acc, fn(to_keys(jax.lax.dynamic_slice_in_dim(array, i * cols, cols, axis=1))))
+
+    acc = jax.lax.fori_loop(0, width // cols, block, acc)
+    if width % cols:
+      acc = combine(acc, fn(to_keys(array[:, width - width % cols:])))
+  return acc
+
+
+def _count(source: _Keys, c1: jax.Array, c2: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Per row, ``(#keys >= c1, #keys >= c2)`` for ``c1 <= c2``, in one pass over the keys.
 
   ``b = [key >= c1] + [key >= c2]`` gives both counts from ``sum(b)`` and
-  ``sum(b * b)``. Reductions of small floats are fast on every backend, and
-  under sharding they become all-reduces of a few numbers.
+  ``sum(b * b)``: float sums (exact: at most ``4 * _CHUNK < 2**24`` per block),
+  which are fast on every backend and under sharding become all-reduces of a
+  few numbers.
   """
-  s1 = s2 = jnp.zeros(keys.shape[:1], jnp.int32)
-  for block in _blocks(keys):
-    b = (block >= c1[:, None]).astype(jnp.uint8) + (block >= c2[:, None]).astype(jnp.uint8)
-    # Materialising the bytes lets XLA:CPU vectorise the float sums (~5x).
+  def sums(keys):
+    b = (keys >= c1[:, None]).astype(jnp.uint8) + (keys >= c2[:, None]).astype(jnp.uint8)
+    # Materialising the bytes lets XLA:CPU vectorise the float sums (2x).
     b = jax.lax.optimization_barrier(b).astype(jnp.float32)
-    s1 += jnp.sum(b, axis=1).astype(jnp.int32)
-    s2 += jnp.sum(b * b, axis=1).astype(jnp.int32)
+    return jnp.sum(b, axis=1).astype(jnp.int32), jnp.sum(b * b, axis=1).astype(jnp.int32)
+
+  zeros = jnp.zeros([source.rows], jnp.int32)
+  s1, s2 = _fold(source, sums, lambda a, b: (a[0] + b[0], a[1] + b[1]), (zeros, zeros))
   n2 = (s2 - s1) // 2
   return s1 - n2, n2
 
 
-def _max_piece(keys, hi, found, mask, shift, ones) -> jax.Array:
-  """Per row, the largest ``(key >> shift) & ones`` of keys ``< hi`` matching ``found`` on ``mask``."""
-  def piece(block):
-    ok = (block < hi[:, None]) & (block & mask[:, None] == found[:, None])
-    return jnp.max(jnp.where(ok, ((block >> shift) & ones).astype(jnp.float32), -1), axis=1)
-  return functools.reduce(jnp.maximum, map(piece, _blocks(keys)))
+def _max_piece(source: _Keys, lo, hi, found, mask, shift, ones) -> jax.Array:
+  """Per row, the largest ``(offset >> shift) & ones`` of the offsets ``key - lo``
+  of keys in ``[lo, hi)`` that match ``found`` on ``mask`` (-1 if none does)."""
+  def piece(keys):
+    offset = keys - lo[:, None]
+    ok = (keys >= lo[:, None]) & (keys < hi[:, None]) & (offset & mask[:, None] == found[:, None])
+    return jnp.max(jnp.where(ok, ((offset >> shift) & ones).astype(jnp.float32), -1), axis=1)
+  return _fold(source, piece, jnp.maximum, jnp.full([source.rows], -1, jnp.float32))
 
 
-def _blocks(keys: jax.Array) -> list[jax.Array]:
-  """Columns of ``keys`` in blocks of at most ``_BLOCK`` keys."""
-  rows, width = keys.shape
-  step = min(width, max(1, 1 << ((_BLOCK // rows).bit_length() - 1)))
-  return [keys[:, i:i + step] for i in range(0, width, step)]
+def _extremes(source: _Keys) -> tuple[jax.Array, jax.Array]:
+  """Per row, the smallest key that is not padding (0) and the largest key."""
+  top = source.top
+
+  def extremes(keys):
+    return jnp.min(jnp.where(keys == 0, top, keys), axis=1), jnp.max(keys, axis=1)
+
+  init = (jnp.full([source.rows], top), jnp.zeros([source.rows], top.dtype))
+  return _fold(source, extremes, lambda a, b: (jnp.minimum(a[0], b[0]), jnp.maximum(a[1], b[1])),
+               init)
 
 
-def _search(matrices: list[jax.Array], k: jax.Array, sizes: np.ndarray,
+def _search(sources: list[_Keys], utype: type, k: jax.Array, sizes: np.ndarray,
             first: tuple[jax.Array, jax.Array] | None) -> tuple[jax.Array, jax.Array]:
-  """The key of the ``k[j]``-th largest key in every row ``j`` of the key matrices.
+  """The ``k[j]``-th largest key of every row ``j`` of the ``sources``, of dtype ``utype``.
 
   For every row, keeps a bracket ``[lo, hi)`` of keys with
   ``#(>= lo) >= k > #(>= hi)``, at first from the row's smallest and largest
-  key (``sizes[j]`` keys that are not padding), and narrows it with two
-  thresholds per pass: ``first`` if given, then around the interpolated
-  position of the ``k``-th key, with a margin that shrinks while the guesses
-  hit and grows when they miss. With at most ``_SNAP`` keys left, the
-  thresholds jump to the largest key in the bracket (found exactly as float
-  maxima of its 24-bit pieces). A row is done when ``hi == lo + 1``: ``lo``
-  is then a key of the row, the ``k``-th largest one. All rows advance
-  together, in one loop that runs as many passes as the slowest row needs
-  (in ``python -m benchmarks.selection_passes``: median 11 from last step's
-  threshold, 17 from the extremes; at most about 70).
+  key (``sizes[j]`` keys that are not padding), or, given ``first``, from all
+  keys ``[1, 2**width - 1)`` (no pass: padding is 0 and NaN's key is
+  ``2**width - 2``); and narrows it with two thresholds per pass: ``first``
+  if given, then around the interpolated position of the ``k``-th key, with a
+  margin that shrinks while the guesses hit and grows when they miss. With at
+  most ``_SNAP`` keys left, the thresholds jump to the largest key in the
+  bracket (its offset from ``lo`` found exactly as float maxima of 24-bit
+  pieces: one pass while the brackets span at most ``2**24`` keys). A row is
+  done when ``hi == lo + 1``: ``lo`` is then a key of the row, the ``k``-th
+  largest one. All rows advance together, in one loop that runs as many
+  passes as the slowest row needs (``python -m benchmarks.selection_passes``
+  gives the counts).
 
   Returns:
-    The keys, and the number of counting passes the loop ran.
+    The keys, and the number of passes over the keys: counts, maxima and extremes.
   """
-  utype = matrices[0].dtype.type
   width = jnp.iinfo(utype).bits
-  cuts = np.cumsum([m.shape[0] for m in matrices])[:-1]
+  cuts = np.cumsum([source.rows for source in sources])[:-1]
 
-  def per_matrix(fn, *vectors, **scalars):
+  def per_source(fn, *vectors, **scalars):
     pieces = [jnp.split(v, cuts) for v in vectors]
-    outs = [fn(m, *(p[i] for p in pieces), **scalars) for i, m in enumerate(matrices)]
+    outs = [fn(source, *(p[i] for p in pieces), **scalars) for i, source in enumerate(sources)]
     return jax.tree.map(lambda *x: jnp.concatenate(x), *outs)
 
-  def largest_keys_below(hi):
-    found = mask = jnp.zeros_like(hi)
-    for shift in range(width - _PIECE, -_PIECE, -_PIECE):
-      ones = utype((1 << (_PIECE + min(shift, 0))) - 1)
-      shift = utype(max(shift, 0))
-      best = per_matrix(_max_piece, hi, found, mask, shift=shift, ones=ones)
-      found, mask = found | (best.astype(utype) << shift), mask | (ones << shift)
-    return found
+  def largest_keys_below(lo, hi, span):
+    """Per row, the largest key in ``[lo, hi)``, and the passes it took."""
+    found, mask, reads = jnp.zeros_like(hi), jnp.zeros_like(hi), jnp.int32(0)
+    for shift in reversed(range(0, width, _PIECE)):  # offsets' pieces, highest first
+      ones = utype((1 << min(_PIECE, width - shift)) - 1)
+
+      def piece(found, mask, reads, shift=utype(shift), ones=ones):
+        best = per_source(_max_piece, lo, hi, found, mask, shift=shift, ones=ones)
+        found = found | (jnp.maximum(best, 0).astype(utype) << shift)
+        return found, mask | (ones << shift), reads + 1
+
+      if shift:  # a piece above every span is 0 in every offset: no pass for it
+        found, mask, reads = jax.lax.cond(jnp.any((span - 1) >> shift > 0), piece,
+                                          lambda *state: state, found, mask, reads)
+      else:
+        found, mask, reads = piece(found, mask, reads)
+    return lo + found, reads
 
   def thresholds(lo, hi, c_lo, c_hi, margin):
     span = hi - lo
@@ -149,30 +217,34 @@ def _search(matrices: list[jax.Array], k: jax.Array, sizes: np.ndarray,
       return lo + jnp.clip(offset, 1, jnp.maximum(span, 2) - 1)
 
     snap = (c_lo - c_hi <= _SNAP) & (span > 1)
-    top = jax.lax.cond(jnp.any(snap), largest_keys_below, lambda hi: hi, hi)
-    return jnp.where(snap, top, point(at - margin)), jnp.where(snap, top + 1, point(at + margin))
+    top, reads = jax.lax.cond(jnp.any(snap), largest_keys_below,
+                              lambda lo, hi, span: (hi, jnp.int32(0)), lo, hi, jnp.where(snap, span, 1))
+    return (jnp.where(snap, top, point(at - margin)), jnp.where(snap, top + 1, point(at + margin)),
+            reads)
 
   def body(state):
-    lo, hi, c_lo, c_hi, margin, step = state
+    lo, hi, c_lo, c_hi, margin, step, reads = state
     if first is None:
-      c1, c2 = thresholds(lo, hi, c_lo, c_hi, margin)
+      c1, c2, extra = thresholds(lo, hi, c_lo, c_hi, margin)
     else:
-      c1, c2 = jax.lax.cond(step == 0, lambda *_: first, thresholds, lo, hi, c_lo, c_hi, margin)
-    n1, n2 = per_matrix(_count, c1, c2)
+      c1, c2, extra = jax.lax.cond(step == 0, lambda *_: (*first, jnp.int32(0)), thresholds,
+                                   lo, hi, c_lo, c_hi, margin)
+    n1, n2 = per_source(_count, c1, c2)
     searching = hi - lo > 1  # finished rows keep their bracket
     above, inside = searching & (n2 >= k), searching & (n1 >= k) & (n2 < k)
     below = searching & (n1 < k)
     lo, c_lo = jnp.where(above, c2, jnp.where(inside, c1, lo)), jnp.where(above, n2, jnp.where(inside, n1, c_lo))
     hi, c_hi = jnp.where(below, c1, jnp.where(inside, c2, hi)), jnp.where(below, n1, jnp.where(inside, n2, c_hi))
     margin = jnp.clip(jnp.where(inside, margin / 4, margin * 4), 2.0**-12, 0.5)
-    return lo, hi, c_lo, c_hi, margin, step + 1
+    return lo, hi, c_lo, c_hi, margin, step + 1, reads + extra + 1
 
-  # Integer extremes are exact (float min/max may ignore subnormals); padding is key 0.
-  top = ~utype(0)  # above every key (NaN's is top - 1)
-  smallest = per_matrix(lambda m: jnp.min(jnp.where(m == 0, top, m), axis=1))
-  largest = per_matrix(lambda m: jnp.max(m, axis=1))
-  init = (smallest, largest + 1, jnp.asarray(sizes, jnp.int32), jnp.zeros(k.shape, jnp.int32),
-          jnp.full(k.shape, 2.0**-4, jnp.float32), jnp.int32(0))
+  if first is None:  # integer extremes are exact (float min/max may ignore subnormals)
+    lo, hi = per_source(_extremes)
+    hi = hi + 1
+  else:
+    lo, hi = jnp.ones(k.shape, utype), jnp.full(k.shape, ~utype(0))
+  init = (lo, hi, jnp.asarray(sizes, jnp.int32), jnp.zeros(k.shape, jnp.int32),
+          jnp.full(k.shape, 2.0**-4, jnp.float32), jnp.int32(0), jnp.int32(first is None))
   final = jax.lax.while_loop(lambda s: jnp.any(s[1] - s[0] > 1), body, init)
   return final[0], final[-1]
 
@@ -197,7 +269,7 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
     guesses: per group, a scalar near the answer (for example last step's
       threshold: importance scores change little between steps), or ``None``
       to start from the scores' extremes. The first pass then counts at
-      ``guess * (1 +- 2**-7)``; a bad guess costs passes, never exactness.
+      ``guess * (1 +- 2**-10)``; a bad guess costs passes, never exactness.
 
   Returns:
     Per group, a scalar of the scores' dtype.
@@ -208,29 +280,35 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
 def kth_largest_and_passes(
     groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Array],
     guesses: Sequence[jax.Array] | None = None) -> tuple[list[jax.Array], jax.Array]:
-  """:func:`kth_largest`, and how many counting passes it ran (for measurements)."""
+  """:func:`kth_largest`, and how many passes over the scores it made (for measurements)."""
   passes = jnp.int32(0)
   groups = [[_replicated(s) for s in group] for group in groups]
   out = [None] * len(groups)
-  searched = {jnp.uint32: {}, jnp.uint64: {}}  # key dtype: row width: [(group index, k)]
+  # key dtype: row width (None: read from the scores): [(group index, k)]
+  searched = {jnp.uint32: {}, jnp.uint64: {}}
   for j, (group, k) in enumerate(zip(groups, ks)):
     n = sum(s.size for s in group)
     if isinstance(k, int) and n <= _TOP_K_MAX_SIZE:
       out[j] = _value(_top_k_key(_padded_keys(group, n), k), group[0].dtype)
+      continue
+    if n >= _CHUNK:
+      width = None
     else:
       unit = 1 << max(n.bit_length() - 4, 0)  # widths 8..15 units: at most 1/8 padding
       width = max(-(-n // unit) * unit, _MIN_WIDTH)
-      searched[_key_dtype(group[0].dtype)[0]].setdefault(width, []).append((j, jnp.clip(k, 1, n)))
-  for by_width in searched.values():
+    searched[_key_dtype(group[0].dtype)[0]].setdefault(width, []).append((j, jnp.clip(k, 1, n)))
+  for utype, by_width in searched.items():
     if not by_width:
       continue
-    slots = [j for members in by_width.values() for j, _ in members]
-    matrices = [jnp.stack([_padded_keys(groups[j], width) for j, _ in members])
-                for width, members in by_width.items()]
-    ks_ = jnp.stack([jnp.asarray(k, jnp.int32) for members in by_width.values() for _, k in members])
+    parts = [(_Keys((jnp.stack([_padded_keys(groups[j], width) for j, _ in members]),)), members)
+             for width, members in by_width.items() if width is not None]
+    parts += [(_Keys(tuple(groups[j]), scores=True), [(j, k)]) for j, k in by_width.get(None, [])]
+    sources = [source for source, _ in parts]
+    slots = [j for _, members in parts for j, _ in members]
+    ks_ = jnp.stack([jnp.asarray(k, jnp.int32) for _, members in parts for _, k in members])
     sizes = np.array([sum(s.size for s in groups[j]) for j in slots])
     first = None if guesses is None else _around([guesses[j] for j in slots], groups[slots[0]][0].dtype)
-    keys, n_passes = _search(matrices, ks_, sizes, first)
+    keys, n_passes = _search(sources, utype, ks_, sizes, first)
     passes += n_passes
     for slot, j in enumerate(slots):
       out[j] = _value(keys[slot], groups[j][0].dtype)
@@ -238,10 +316,10 @@ def kth_largest_and_passes(
 
 
 def _around(guesses: Sequence[jax.Array], dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
-  """Per guess, the keys ``c1 <= c2`` at a relative distance of about ``2**-7`` on either side."""
+  """Per guess, the keys ``c1 <= c2`` at a relative distance of about ``2**-10`` on either side."""
   dtype = jnp.promote_types(dtype, jnp.float32)
   keys = jnp.stack([_keys(jnp.asarray(guess, dtype)) for guess in guesses])
-  half = keys.dtype.type(1 << (jnp.finfo(dtype).nmant - 7))
+  half = keys.dtype.type(1 << (jnp.finfo(dtype).nmant - 10))
   top = ~keys.dtype.type(0)
   return (jnp.where(keys > half, keys - half, 1),
           jnp.where(keys < top - half, keys + half, top))
