@@ -1,10 +1,11 @@
-"""Counting passes of the freezing selection per update, started at last step's threshold or not.
+"""Passes over the scores of the freezing selection per update, started at last step's threshold or not.
 
 Trains a 64-512-512-10 MLP on scikit-learn's digits (mini-batches of 64) with CoRe and the
 stability-plasticity balance (t_hist = 250, p_frozen = 0.1, every leaf its own group). In every
 update that freezes weights it runs the exact selection of eq. 5 twice on the same scores, once
-from the threshold the state kept (what ``core_optax`` does) and once from the scores'
-extremes, and prints how many counting passes each needed. The two thresholds are checked equal.
+from the guess ``core_optax`` makes from the thresholds the state kept, and once from the
+scores' extremes, and prints how many passes over the scores each made (counts, maxima
+and extremes). The two thresholds are checked equal.
 
   python -m benchmarks.selection_passes [--steps 600]
 """
@@ -21,6 +22,7 @@ from sklearn.datasets import load_digits
 
 import core_optax
 from core_optax import _selection
+from core_optax._scale_by_core import _next_threshold_guess
 
 T_HIST = 250
 P_FROZEN = 0.1
@@ -55,7 +57,7 @@ def main() -> None:
     core_state = state[0]
     scores = [[s] for s in jax.tree.leaves(core_state.S)]
     ks = [int(P_FROZEN * s[0].size) for s in scores]
-    guesses = [core_state.threshold[j] for j in range(len(scores))]
+    guesses = [_next_threshold_guess(*core_state.threshold[:, j]) for j in range(len(scores))]
     warm, warm_passes = _selection.kth_largest_and_passes(scores, ks, guesses)
     cold, cold_passes = _selection.kth_largest_and_passes(scores, ks)
     updates, state = tx.update(jax.grad(loss)(params, xb, yb), state, params)
@@ -73,7 +75,7 @@ def main() -> None:
       cold.append(int(c))
   print(f"{len(warm)} updates with freezing (t_hist {T_HIST}, p_frozen {P_FROZEN}, "
         f"{sum(p.size for p in jax.tree.leaves(params))} weights in {len(jax.tree.leaves(params))} "
-        "groups); counting passes per update:")
+        "groups); passes over the scores per update:")
   print("| search starts at | median | mean | max |\n|---|---:|---:|---:|")
   for name, passes in (("last threshold (core_optax)", warm), ("scores' extremes", cold)):
     print(f"| {name} | {np.median(passes):.0f} | {np.mean(passes):.1f} | {np.max(passes)} |")

@@ -32,14 +32,16 @@ class ScaleByCoreState(NamedTuple):
     s: ``s``, the per-weight step sizes (eq. 6), starting at ``s^0``.
     S: ``S``, the importance scores (eq. 8); ``None`` when ``score_history`` is
       the number 0 (no stability-plasticity balance).
-    threshold: a vector with an entry per group that can freeze weights (in
-      the order of the groups' first leaves; one unused 0 if there are none):
-      the ``n_frozen``-th largest score of the group in the last update that
-      froze weights (eq. 5), where the next update's exact selection starts
-      its search; 0 before that. One array, not a tree like the parameters,
-      so that tools which give the parameter-shaped parts of a state the
-      parameters' shardings (``optax.tree_map_params``) treat it like
-      ``tau``. ``None`` when ``S`` is.
+    threshold: shape ``[2, groups]``, a column per group that can freeze
+      weights (in the order of the groups' first leaves; one unused column if
+      there are none): the ``n_frozen``-th largest score of the group (eq. 5)
+      in the last update that froze weights (row 0) and in the one before
+      (row 1), 0 before those; the next update's exact selection starts its
+      search where they point (see :func:`_next_threshold_guess`). One array,
+      not a tree like the parameters, so that tools which give the
+      parameter-shaped parts of a state the parameters' shardings
+      (``optax.tree_map_params``) treat it like ``tau``. ``None`` when ``S``
+      is.
   """
 
   tau: chex.Array
@@ -102,6 +104,18 @@ def _freezing_groups(leaves: list[jax.Array], labels: tuple[_groups.Label, ...],
     elif int(p * size) > 0:
       out.append((leaf_ids, int(p * size)))
   return out
+
+
+def _next_threshold_guess(last: jax.Array, before: jax.Array) -> jax.Array:
+  """Where the search for this update's thresholds starts, per group.
+
+  Scores drift smoothly from update to update (frozen weights' scores, for
+  one, decay by ``1 - 1/t_hist``, eq. 8), and so does the threshold: the
+  last threshold, scaled by its last change (by at most a factor of 2). A
+  bad guess costs passes of the selection, never exactness.
+  """
+  ratio = jnp.where(last * before > 0, last / jnp.where(before == 0, 1, before), 1)
+  return last * jnp.clip(ratio, 0.5, 2)
 
 
 def scale_by_core(
@@ -221,7 +235,7 @@ def scale_by_core(
         s=jax.tree.map(step_sizes, params),
         S=jax.tree.map(zeros, params) if scores_on is not False else None,
         threshold=jnp.zeros(
-            [max(len(freezing), 1)],  # never empty: orbax refuses zero-size arrays
+            [2, max(len(freezing), 1)],  # never empty: orbax refuses zero-size arrays
             jnp.result_type(jnp.float32, *(_real_dtype(dtype(leaves[ids[0]])) for ids, _ in freezing)),
         ) if scores_on is not False else None,
     )
@@ -245,6 +259,7 @@ def scale_by_core(
     t = state.tau
     s_max = max_step_size(t) if callable(max_step_size) else max_step_size
 
+    threshold = state.threshold
     frozen = [None] * n  # P == 0 where True (eq. 5); None where P == 1 everywhere.
     decay_scores = [False] * n  # where the EMA decay of eq. 8 applies this step.
     if scores_on is not False:
@@ -252,20 +267,24 @@ def scale_by_core(
       past_history = (t_hist > 0) & (t >= t_hist)  # tau > t_hist (eq. 5)
       selected = _freezing_groups(leaves, labels, frozen_fraction, groups)
       scores = [[_real_view(S_prev[i]) for i in leaf_ids] for leaf_ids, _ in selected]
-      last = [state.threshold[j].astype(group[0].dtype) for j, group in enumerate(scores)]
+      last, before = ([row[j].astype(group[0].dtype) for j, group in enumerate(scores)]
+                      for row in state.threshold)
+      guesses = [_next_threshold_guess(a, b) for a, b in zip(last, before)]
       actives = [past_history & (jnp.asarray(k) > 0) for _, k in selected]
       thresholds = jax.lax.cond(  # the selection only runs once tau > t_hist, if any k > 0
           jnp.any(jnp.stack(actives)),
-          lambda scores, last: _selection.kth_largest(scores, [k for _, k in selected], last),
-          lambda scores, last: last,
-          scores, last,
+          lambda scores, guesses: _selection.kth_largest(scores, [k for _, k in selected], guesses),
+          lambda scores, guesses: last,
+          scores, guesses,
       ) if selected else []
-      new_threshold = []
-      for (leaf_ids, _), active, threshold, previous in zip(selected, actives, thresholds, last):
+      history = []  # per group: (last, before) after this update
+      for (leaf_ids, _), active, new, a, b in zip(selected, actives, thresholds, last, before):
         for i in leaf_ids:
-          frozen[i] = active & _selection.frozen_mask(_real_view(S_prev[i]), threshold)
+          frozen[i] = active & _selection.frozen_mask(_real_view(S_prev[i]), new)
           decay_scores[i] = active
-        new_threshold.append(jnp.where(active, threshold, previous))
+        history.append(jnp.where(active, jnp.stack([new, a]), jnp.stack([a, b])))
+      if history:
+        threshold = threshold.at[:, :len(history)].set(jnp.stack(history, axis=1))
 
     new_D, new_g, new_h, new_s, new_S = [], [], [], [], []  # noqa: N806
     for i, leaf in enumerate(leaves):
@@ -327,8 +346,7 @@ def scale_by_core(
         h=unflatten(new_h) if state.h is not None else None,
         s=unflatten(new_s),
         S=unflatten(new_S) if state.S is not None else None,
-        threshold=(state.threshold.at[:len(new_threshold)].set(jnp.stack(new_threshold))
-                   if new_threshold else state.threshold) if state.S is not None else None,
+        threshold=threshold,
     )
     return unflatten(new_D), new_state
 

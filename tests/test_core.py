@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import core_optax
+from core_optax import _scale_by_core
 
 
 def _params(dtype=jnp.float32):
@@ -234,17 +235,31 @@ def test_frozen_weights_do_not_move():
   assert np.count_nonzero(np.asarray(updates["w"])) == 4
 
 
-def test_state_keeps_the_last_threshold_of_each_group():
+def test_state_keeps_the_last_two_thresholds_of_each_group():
   groups = {"w": "a", "v": "a", "u": "b"}
   tx = core_optax.scale_by_core(1e-2, score_history=2, frozen_fraction={"a": 0.25, "b": 0.0},
                                 groups=groups)
   params = {"w": jnp.arange(300.0), "v": jnp.arange(5.0), "u": jnp.arange(4.0)}
   state = tx.init(params)
-  for step in range(4):
+  kths = []
+  for step in range(5):
     scores = np.concatenate([state.S["w"], state.S["v"]])
+    kths.append(np.sort(scores)[::-1][int(0.25 * 305) - 1])
     _, state = tx.update(_grads(step, params), state)
-  kth = np.sort(scores)[::-1][int(0.25 * 305) - 1]
-  np.testing.assert_array_equal(state.threshold, [kth])  # group b freezes nothing: no entry
+    if step == 2:  # the first update past t_hist
+      np.testing.assert_array_equal(state.threshold, [[kths[2]], [0.0]])
+  # group b freezes nothing: no column
+  np.testing.assert_array_equal(state.threshold, [[kths[4]], [kths[3]]])
+  assert kths[4] != kths[3]
+
+
+def test_threshold_guess_extrapolates_the_last_change():
+  guess = lambda last, before: float(_scale_by_core._next_threshold_guess(  # noqa: SLF001
+      jnp.float32(last), jnp.float32(before)))
+  np.testing.assert_allclose(guess(0.99, 1.0), 0.99 * 0.99, rtol=1e-6)  # scores decaying
+  np.testing.assert_allclose(guess(-2.0, -1.0), -4.0)
+  assert guess(1.0, 0.0) == guess(1.0, -1.0) == 1.0  # no history, or a change of sign
+  assert guess(10.0, 1.0) == 20.0 and guess(0.0, 1.0) == 0.0  # at most a factor of 2
 
 
 def test_recommended_settings():
@@ -267,3 +282,4 @@ def test_converges_on_a_quadratic():
     updates, state = tx.update(jax.grad(loss)(params), state, params)
     params = optax.apply_updates(params, updates)
   assert float(loss(params)) < 1e-4
+
