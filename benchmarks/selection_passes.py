@@ -1,4 +1,4 @@
-"""Passes over the scores of the freezing selection per update, started at last step's threshold or not.
+"""Passes over the scores of the freezing selection per update, from the state's thresholds or not.
 
 Trains a 64-512-512-10 MLP on scikit-learn's digits (mini-batches of 64) with CoRe and the
 stability-plasticity balance (t_hist = 250, p_frozen = 0.1, every leaf its own group). In every
@@ -77,7 +77,7 @@ def main() -> None:
         f"{sum(p.size for p in jax.tree.leaves(params))} weights in {len(jax.tree.leaves(params))} "
         "groups); passes over the scores per update:")
   print("| search starts at | median | mean | max |\n|---|---:|---:|---:|")
-  for name, passes in (("last threshold (core_optax)", warm), ("scores' extremes", cold)):
+  for name, passes in (("thresholds kept in the state (core_optax)", warm), ("scores' extremes", cold)):
     print(f"| {name} | {np.median(passes):.0f} | {np.mean(passes):.1f} | {np.max(passes)} |")
 
 
