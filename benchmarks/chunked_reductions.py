@@ -29,7 +29,7 @@ def whole(x: jax.Array) -> jax.Array:
 
 
 def chunked(x: jax.Array) -> jax.Array:
-  chunk = _selection._CHUNK  # noqa: SLF001 (the selection's own setting)
+  chunk = _selection._CHUNK
   rows = x.reshape(1, -1)
 
   def count(i, total):
@@ -43,7 +43,7 @@ def chunked(x: jax.Array) -> jax.Array:
 def main() -> None:
   x = jnp.asarray(np.random.default_rng(0).uniform(size=N), jnp.float32)
   print(f"count of x >= 0.5 over {N:.0e} float32 numbers ({jax.devices()[0].platform}); "
-        f"chunks of {_selection._CHUNK} numbers")  # noqa: SLF001
+        f"chunks of {_selection._CHUNK} numbers")
   print("| count | ms (median) | minor page faults per count | result |\n|---|---:|---:|---:|")
   for name, fn in (("one sum over all comparisons", whole), ("in chunks, in a loop", chunked)):
     run = jax.jit(fn)

@@ -194,15 +194,15 @@ def _search(sources: list[_Keys], utype: type, k: jax.Array, sizes: np.ndarray,
     """Per row, the largest key in ``[lo, hi)``, and the passes it took."""
     found, mask, reads = jnp.zeros_like(hi), jnp.zeros_like(hi), jnp.int32(0)
     for shift in reversed(range(0, width, _PIECE)):  # offsets' pieces, highest first
-      ones = utype((1 << min(_PIECE, width - shift)) - 1)
+      ones, at = utype((1 << min(_PIECE, width - shift)) - 1), utype(shift)
 
-      def piece(found, mask, reads, shift=utype(shift), ones=ones):
-        best = per_source(_max_piece, lo, hi, found, mask, shift=shift, ones=ones)
-        found = found | (jnp.maximum(best, 0).astype(utype) << shift)
-        return found, mask | (ones << shift), reads + 1
+      def piece(found, mask, reads, at=at, ones=ones):
+        best = per_source(_max_piece, lo, hi, found, mask, shift=at, ones=ones)
+        found = found | (jnp.maximum(best, 0).astype(utype) << at)
+        return found, mask | (ones << at), reads + 1
 
       if shift:  # a piece above every span is 0 in every offset: no pass for it
-        found, mask, reads = jax.lax.cond(jnp.any((span - 1) >> shift > 0), piece,
+        found, mask, reads = jax.lax.cond(jnp.any((span - 1) >> at > 0), piece,
                                           lambda *state: state, found, mask, reads)
       else:
         found, mask, reads = piece(found, mask, reads)
