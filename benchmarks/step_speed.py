@@ -5,7 +5,8 @@ One table: for a 10-leaf MLP-like tree and a 300-leaf tree of small leaves, at
 apply, fixed gradients, buffers donated) of optax.adam, core_optax.core with
 freezing off and on (t_hist = 250 passed, p_frozen = 0.1), torch.optim.Adam and
 the reference ``core_optimizer.CoRe`` (freezing off and on), with ratios to
-optax.adam and bytes of state per parameter. The optimizers of one row group
+optax.adam, bytes of state per parameter and, for JAX, the bytes per parameter
+that the compiled step copies (see :func:`copied_bytes`). The optimizers of one row group
 run interleaved, so that load from other processes hits them alike. Then jit
 compile times of core_optax against the number of leaves.
 
@@ -15,8 +16,10 @@ compile times of core_optax against the number of leaves.
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -68,6 +71,19 @@ def state_bytes(tree, n: int) -> float:
   return sum(x.nbytes for x in jax.tree.leaves(tree) if x.size > 1) / n
 
 
+def copied_bytes(hlo: str, n: int) -> float:
+  """Bytes per parameter that the compiled step's ``copy`` instructions move (each counted once).
+
+  XLA inserts copies where a donated buffer is still read after its new value would overwrite
+  it; the copies live in temporaries, which XLA:CPU maps freshly (page faults) on every call.
+  """
+  total = 0
+  for dtype, dims in re.findall(r"= ([a-z]+\d*)\[([\d,]*)\]\{[\d,]*\} copy\(", hlo):
+    bits = int(re.sub(r"\D", "", dtype) or 8)  # pred: a byte
+    total += int(np.prod([int(d) for d in dims.split(",") if d])) * bits // 8
+  return total / n
+
+
 class Jax:
   """A jitted, donating ``params, state <- step(params, state, grads)``."""
 
@@ -90,6 +106,7 @@ class Jax:
     self.step = jax.jit(step, donate_argnums=(0, 1)).lower(
         self.params, self.state, self.grads).compile()
     self.compile_s = time.perf_counter() - start
+    self.copies = copied_bytes(self.step.as_text(), n)
 
   def __call__(self):
     self.params, self.state = self.step(self.params, self.state, self.grads)
@@ -113,6 +130,7 @@ class Torch:
     tensors = [v for st in self.opt.state.values() for v in st.values()
                if isinstance(v, torch.Tensor) and v.numel() > 1]
     self.bytes = sum(v.numel() * v.element_size() for v in tensors) / n
+    self.copies = None
 
   def __call__(self):
     self.opt.step()
@@ -147,8 +165,8 @@ def time_interleaved(runs: dict[str, Callable[[], None]], reps: int) -> dict[str
 
 
 def speed_table(sizes, reps) -> list[str]:
-  lines = ["| tree | parameters | optimizer | step (ms) | / optax.adam | state (B/param) |",
-           "|---|---|---|---:|---:|---:|"]
+  lines = ["| tree | parameters | optimizer | step (ms) | / optax.adam | state (B/param) "
+           "| XLA copies (B/param) |", "|---|---|---|---:|---:|---:|---:|"]
   for tree, shape_fn in (("MLP, 10 leaves", mlp_shapes), ("300 small leaves", small_leaves_shapes)):
     for n in sizes:
       shapes = shape_fn(n)
@@ -157,7 +175,8 @@ def speed_table(sizes, reps) -> list[str]:
       times = time_interleaved(runs, reps(n))
       for name, seconds in times.items():
         lines.append(f"| {tree} | {count:.1e} | {name} | {seconds * 1e3:.2f} | "
-                     f"{seconds / times['optax.adam']:.2f} | {runs[name].bytes:.0f} |")
+                     f"{seconds / times['optax.adam']:.2f} | {runs[name].bytes:.0f} | "
+                     f"{'—' if runs[name].copies is None else f'{runs[name].copies:.0f}'} |")
       print("\n".join(lines[-len(times):]), flush=True)
       del runs
   return lines
@@ -190,6 +209,8 @@ def main() -> None:
   compile_ = compile_table(10**6 if not args.quick else 10**5, (30, 100, 300, 600))
   if args.out:
     command = "python -m benchmarks.step_speed " + " ".join(sys.argv[1:])
+    if os.environ.get("XLA_FLAGS"):
+      command = f"XLA_FLAGS={os.environ['XLA_FLAGS']} {command}"
     header = [
         "# Step speed and state memory (CPU, float32)", "",
         f"Command: `{command}`", "",
