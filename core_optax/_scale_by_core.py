@@ -273,7 +273,8 @@ def scale_by_core(
       actives = [past_history & (jnp.asarray(k) > 0) for _, k in selected]
       thresholds = jax.lax.cond(  # the selection only runs once tau > t_hist, if any k > 0
           jnp.any(jnp.stack(actives)),
-          lambda scores, guesses: _selection.kth_largest(scores, [k for _, k in selected], guesses),
+          lambda scores, guesses: _selection.kth_largest(scores, [k for _, k in selected], guesses,
+                                                         actives),
           lambda scores, guesses: last,
           scores, guesses,
       ) if selected else []

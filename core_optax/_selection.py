@@ -161,7 +161,8 @@ def _extremes(source: _Keys) -> tuple[jax.Array, jax.Array]:
 
 
 def _search(sources: list[_Keys], utype: type, k: jax.Array, sizes: np.ndarray,
-            first: tuple[jax.Array, jax.Array] | None) -> tuple[jax.Array, jax.Array]:
+            first: tuple[jax.Array, jax.Array] | None,
+            live: jax.Array | None) -> tuple[jax.Array, jax.Array]:
   """The ``k[j]``-th largest key of every row ``j`` of the ``sources``, of dtype ``utype``.
 
   For every row, keeps a bracket ``[lo, hi)`` of keys with
@@ -177,7 +178,7 @@ def _search(sources: list[_Keys], utype: type, k: jax.Array, sizes: np.ndarray,
   done when ``hi == lo + 1``: ``lo`` is then a key of the row, the ``k``-th
   largest one. All rows advance together, in one loop that runs as many
   passes as the slowest row needs (``python -m benchmarks.selection_passes``
-  gives the counts).
+  gives the counts). Rows that are not ``live`` start done, at NaN's key.
 
   Returns:
     The keys, and the number of passes over the keys: counts, maxima and extremes.
@@ -243,6 +244,8 @@ def _search(sources: list[_Keys], utype: type, k: jax.Array, sizes: np.ndarray,
     hi = hi + 1
   else:
     lo, hi = jnp.ones(k.shape, utype), jnp.full(k.shape, ~utype(0))
+  if live is not None:
+    lo, hi = jnp.where(live, lo, ~utype(1)), jnp.where(live, hi, ~utype(0))
   init = (lo, hi, jnp.asarray(sizes, jnp.int32), jnp.zeros(k.shape, jnp.int32),
           jnp.full(k.shape, 2.0**-4, jnp.float32), jnp.int32(0), jnp.int32(first is None))
   final = jax.lax.while_loop(lambda s: jnp.any(s[1] - s[0] > 1), body, init)
@@ -250,7 +253,8 @@ def _search(sources: list[_Keys], utype: type, k: jax.Array, sizes: np.ndarray,
 
 
 def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Array],
-                guesses: Sequence[jax.Array] | None = None) -> list[jax.Array]:
+                guesses: Sequence[jax.Array] | None = None,
+                needed: Sequence[jax.Array] | None = None) -> list[jax.Array]:
   """The ``ks[j]``-th largest score of every group ``j``, exactly (eq. 5's thresholds).
 
   Groups are searched together by counting (see :func:`_search`): their keys
@@ -270,16 +274,21 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
       threshold: importance scores change little between steps), or ``None``
       to start from the scores' extremes. The first pass then counts at
       ``guess * (1 +- 2**-10)``; a bad guess costs passes, never exactness.
+    needed: per group, a boolean scalar, or ``None`` for all: groups that are
+      not needed are not searched and get NaN. Under ``vmap`` a ``lax.cond``
+      around the selection runs for every member once one needs it; this lets
+      the others cost no passes.
 
   Returns:
     Per group, a scalar of the scores' dtype.
   """
-  return kth_largest_and_passes(groups, ks, guesses)[0]
+  return kth_largest_and_passes(groups, ks, guesses, needed)[0]
 
 
 def kth_largest_and_passes(
     groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Array],
-    guesses: Sequence[jax.Array] | None = None) -> tuple[list[jax.Array], jax.Array]:
+    guesses: Sequence[jax.Array] | None = None,
+    needed: Sequence[jax.Array] | None = None) -> tuple[list[jax.Array], jax.Array]:
   """:func:`kth_largest`, and how many passes over the scores it made (for measurements)."""
   passes = jnp.int32(0)
   groups = [[_replicated(s) for s in group] for group in groups]
@@ -290,6 +299,8 @@ def kth_largest_and_passes(
     n = sum(s.size for s in group)
     if isinstance(k, int) and n <= _TOP_K_MAX_SIZE:
       out[j] = _value(_top_k_key(_padded_keys(group, n), k), group[0].dtype)
+      if needed is not None:
+        out[j] = jnp.where(needed[j], out[j], jnp.nan)
       continue
     if n >= _CHUNK:
       width = None
@@ -308,7 +319,8 @@ def kth_largest_and_passes(
     ks_ = jnp.stack([jnp.asarray(k, jnp.int32) for _, members in parts for _, k in members])
     sizes = np.array([sum(s.size for s in groups[j]) for j in slots])
     first = None if guesses is None else _around([guesses[j] for j in slots], groups[slots[0]][0].dtype)
-    keys, n_passes = _search(sources, utype, ks_, sizes, first)
+    live = None if needed is None else jnp.stack([jnp.asarray(needed[j], bool) for j in slots])
+    keys, n_passes = _search(sources, utype, ks_, sizes, first, live)
     passes += n_passes
     for slot, j in enumerate(slots):
       out[j] = _value(keys[slot], groups[j][0].dtype)

@@ -182,6 +182,26 @@ def test_nan_ranks_above_every_number_as_in_torch_topk(n, static):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("n", [200, 5000])
+def test_groups_not_needed_cost_no_passes_even_under_vmap(n):
+  """Under vmap the optimizer's cond runs the selection for every member; idle ones skip it."""
+  x = jnp.asarray(np.random.default_rng(n).normal(size=n), jnp.float32)
+  k = n // 10
+
+  @jax.jit
+  @jax.vmap
+  def select(need):
+    (value,), passes = _selection.kth_largest_and_passes([[x]], [k], [jnp.float32(0.0)], [need])
+    return value, passes
+
+  values, passes = select(jnp.array([False, False]))
+  assert np.isnan(values).all() and not np.asarray(passes).any()
+  values, passes = select(jnp.array([True, False]))
+  assert values[0] == reference_kth(np.asarray(x), k) and np.isnan(values[1])
+  searched = n > 256  # smaller groups with a static k take lax.top_k, with no passes
+  assert (int(passes[0]) > 0) == searched and int(passes[1]) == 0
+
+
 def test_a_guess_near_the_answer_saves_passes():
   x = jnp.asarray(np.random.default_rng(0).lognormal(size=200_000), jnp.float32)
   k = 20_000
