@@ -31,8 +31,9 @@ _SNAP = 4
 """When at most this many scores lie in a bracket, jump to its largest key."""
 
 _CHUNK = 1 << 19
-"""Groups of at least this many scores are read in chunks of this many, in a loop.
+"""Passes read at most this many keys at a time, in a loop over blocks.
 
+Groups of at least this many scores are read from their scores, chunk by chunk.
 XLA:CPU gives a computation's temporaries fresh memory on every call, and above
 about 32 MB pays a page fault per 4 kB touched: a count over 1e7 numbers took
 12.6 ms with its comparisons as one temporary (9767 page faults per count) and
@@ -257,12 +258,13 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
                 needed: Sequence[jax.Array] | None = None) -> list[jax.Array]:
   """The ``ks[j]``-th largest score of every group ``j``, exactly (eq. 5's thresholds).
 
-  Groups are searched together by counting (see :func:`_search`): their keys
-  are laid out as the rows of a few matrices (one per row width, at most 1/8
-  padding with 0, below every key), then a few fused passes count keys above
-  thresholds; no sort and no host callback (sharded scores are gathered). Groups of up to
-  ``_TOP_K_MAX_SIZE`` scores with a static ``k`` use ``lax.top_k`` instead. Ties
-  count with multiplicity, and -0.0 equals 0.0, as in a float sort.
+  Groups are searched together by counting (see :func:`_search`): the keys of
+  groups under ``_CHUNK`` scores are laid out as the rows of a few matrices
+  (one per row width, at most 1/8 padding with 0, below every key), larger
+  groups are read from their scores; then passes count keys above thresholds;
+  no sort and no host callback (sharded scores are gathered). Groups of up to
+  ``_TOP_K_MAX_SIZE`` scores with a static ``k`` use ``lax.top_k`` instead.
+  Ties count with multiplicity, and -0.0 equals 0.0, as in a float sort.
 
   Args:
     groups: every group's scores, as a sequence of real arrays of any shapes
@@ -276,8 +278,8 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
       ``guess * (1 +- 2**-10)``; a bad guess costs passes, never exactness.
     needed: per group, a boolean scalar, or ``None`` for all: groups that are
       not needed are not searched and get NaN. Under ``vmap`` a ``lax.cond``
-      around the selection runs for every member once one needs it; this lets
-      the others cost no passes.
+      around the selection runs its branch for every member; while no member
+      needs any group, the search then makes no passes.
 
   Returns:
     Per group, a scalar of the scores' dtype.
