@@ -4,7 +4,8 @@ One table: for a 10-leaf MLP-like tree and a 300-leaf tree of small leaves, at
 1e5, 1e6 and 1e7 parameters, the median time of one optimizer step (update and
 apply, fixed gradients, buffers donated) of optax.adam, core_optax.core with
 freezing off and on (t_hist = 250 passed, p_frozen = 0.1), torch.optim.Adam and
-the reference ``core_optimizer.CoRe`` (freezing off and on), with ratios to
+the reference ``core_optimizer.CoRe`` (freezing off and on), and a step that
+moves CoRe's data with one add per element (:func:`data_movement`), with ratios to
 optax.adam, bytes of state per parameter and, for JAX, the bytes per parameter
 that the compiled step copies (see :func:`copied_bytes`). The optimizers of one row group
 run interleaved, so that load from other processes hits them alike. Then jit
@@ -136,11 +137,29 @@ class Torch:
     self.opt.step()
 
 
+def data_movement() -> optax.GradientTransformation:
+  """Reads and writes what CoRe without scores does (G and state g, h, s), one add each.
+
+  Not an optimizer: where a step is bound by memory traffic (1e7 parameters here), what
+  moving CoRe's data costs in XLA, whatever the arithmetic.
+  """
+  def init(params):
+    return tuple(jax.tree.map(jnp.zeros_like, params) for _ in range(3))
+
+  def update(updates, state, params=None):
+    del params
+    add = lambda tree: jax.tree.map(jnp.add, tree, updates)  # noqa: E731
+    return add(state[2]), tuple(add(tree) for tree in state)
+
+  return optax.GradientTransformation(init, update)
+
+
 def optimizers(shapes) -> dict[str, Callable[[], object]]:
   frozen = dict(score_history=T_HIST, frozen_fraction=P_FROZEN)
   ref_frozen = dict(score_history=T_HIST, frozen=P_FROZEN)
   return {
       "optax.adam": lambda: Jax(optax.adam(S_MAX), shapes),
+      "CoRe's data, one add each": lambda: Jax(data_movement(), shapes),
       "core_optax": lambda: Jax(core_optax.core(S_MAX), shapes),
       "core_optax freezing": lambda: Jax(core_optax.core(S_MAX, **frozen), shapes, True),
       "core_optax freezing bf16 state": lambda: Jax(
