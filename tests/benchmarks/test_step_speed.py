@@ -1,0 +1,45 @@
+"""The measuring parts of benchmarks/step_speed.py: copied bytes, the data-movement step, the steps."""
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import core_optax
+from benchmarks import step_speed
+
+
+def test_copied_bytes_sums_the_copy_instructions_per_parameter():
+  hlo = """
+  %copy.1 = f32[10,10]{1,0} copy(%g)
+  %copy.2 = bf16[100]{0} copy(%s)
+  %copy.3 = pred[4]{0} copy(%mask)
+  %add.1 = f32[10,10]{1,0} add(%copy.1, %copy.1)
+  """
+  assert step_speed.copied_bytes(hlo, 100) == (400 + 200 + 4) / 100
+
+
+def test_data_movement_reads_and_writes_what_core_does():
+  grads = [jnp.arange(3.0)]
+  tx = step_speed.data_movement()
+  state = tx.init(grads)
+  assert len(state) == 3  # g, h, s: CoRe's state without scores
+  updates, state = tx.update(grads, state)
+  np.testing.assert_array_equal(updates[0], grads[0])
+  for tree in state:
+    np.testing.assert_array_equal(tree[0], grads[0])
+
+
+def test_freezing_runs_start_past_t_hist_and_step():
+  shapes = step_speed.mlp_shapes(5000)
+  run = step_speed.Jax(core_optax.core(1e-3, score_history=step_speed.T_HIST,
+                                       frozen_fraction=step_speed.P_FROZEN), shapes, freezing=True)
+  assert round(run.bytes) == 16 and int(run.state[0].tau) == step_speed.T_HIST  # + thresholds
+  before = [np.asarray(p) for p in run.params]
+  run()
+  assert int(run.state[0].tau) == step_speed.T_HIST + 1
+  frozen = [np.asarray(p) == b for p, b in zip(run.params, before)]
+  n_frozen = sum(int(f.sum()) for f in frozen)
+  n = sum(f.size for f in frozen)
+  assert 0 < n_frozen < n  # some weights frozen (about P_FROZEN of each group), most moved
+  adam = step_speed.Jax(optax.adam(1e-3), shapes)
+  assert adam.bytes == 8 and adam.copies == 0
