@@ -100,8 +100,9 @@ class _Keys(NamedTuple):
 def _fold(source: _Keys, fn: Callable, combine: Callable, init):
   """``combine`` of ``fn(keys)`` over blocks of columns of ``source``'s keys.
 
-  ``keys`` has shape ``[rows, columns]``, ``rows * columns <= _CHUNK``; blocks
-  after the first run in a loop, so that their temporaries share memory.
+  ``keys`` has shape ``[rows, columns]``, ``rows * columns <= _CHUNK``; the
+  full blocks run in a loop, so that their temporaries share memory, and a
+  narrower remainder follows.
   """
   to_keys = _keys if source.scores else lambda keys: keys
   acc = init
@@ -129,7 +130,7 @@ def _count(source: _Keys, c1: jax.Array, c2: jax.Array) -> tuple[jax.Array, jax.
   """
   def sums(keys):
     b = (keys >= c1[:, None]).astype(jnp.uint8) + (keys >= c2[:, None]).astype(jnp.uint8)
-    # Materialising the bytes lets XLA:CPU vectorise the float sums (2x).
+    # Materialising the bytes lets XLA:CPU vectorise the float sums.
     b = jax.lax.optimization_barrier(b).astype(jnp.float32)
     return jnp.sum(b, axis=1).astype(jnp.int32), jnp.sum(b * b, axis=1).astype(jnp.int32)
 
