@@ -90,12 +90,6 @@ class _Keys(NamedTuple):
   def rows(self) -> int:
     return 1 if self.scores else self.arrays[0].shape[0]
 
-  @property
-  def top(self) -> jax.Array:
-    """The largest key of the key dtype, above every key (NaN's is ``top - 1``)."""
-    utype = _key_dtype(self.arrays[0].dtype)[0] if self.scores else self.arrays[0].dtype.type
-    return ~utype(0)
-
 
 def _fold(source: _Keys, fn: Callable, combine: Callable, init):
   """``combine`` of ``fn(keys)`` over blocks of columns of ``source``'s keys.
@@ -150,10 +144,11 @@ def _max_piece(source: _Keys, lo, hi, found, mask, shift, ones) -> jax.Array:
   return _fold(source, piece, jnp.maximum, jnp.full([source.rows], -1, jnp.float32))
 
 
-def _extremes(source: _Keys) -> tuple[jax.Array, jax.Array]:
-  """Per row, the smallest key that is not padding (0) and the largest key."""
-  top = source.top
+def _extremes(source: _Keys, top: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per row, the smallest key that is not padding (0) and the largest key.
 
+  ``top`` is the largest key of the key dtype, above every key (NaN's is ``top - 1``).
+  """
   def extremes(keys):
     return jnp.min(jnp.where(keys == 0, top, keys), axis=1), jnp.max(keys, axis=1)
 
@@ -242,7 +237,7 @@ def _search(sources: list[_Keys], utype: type, k: jax.Array, sizes: np.ndarray,
     return lo, hi, c_lo, c_hi, margin, step + 1, reads + extra + 1
 
   if first is None:  # integer extremes are exact (float min/max may ignore subnormals)
-    lo, hi = per_source(_extremes)
+    lo, hi = per_source(_extremes, top=~utype(0))
     hi = hi + 1
   else:
     lo, hi = jnp.ones(k.shape, utype), jnp.full(k.shape, ~utype(0))
