@@ -35,9 +35,9 @@ _CHUNK = 1 << 19
 
 Groups of at least this many scores are read from their scores, chunk by chunk.
 XLA:CPU gives a computation's temporaries fresh memory on every call, and above
-about 32 MB pays a page fault per 4 kB touched: a count over 1e7 numbers took
-12.6 ms with its comparisons as one temporary (9767 page faults per count) and
-2.6 ms in chunks of ``2**19`` (77 faults; ``python -m
+about 32 MB pays a page fault per 4 kB touched: a count over 1e7 keys took
+13.1 ms with its comparisons as one temporary (9767 page faults per count) and
+2.5 ms in chunks of ``2**19`` (53 faults; ``python -m
 benchmarks.chunked_reductions``). Such groups are never laid out as key
 matrices; their keys are computed from the scores in every chunk.
 """
