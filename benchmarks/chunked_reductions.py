@@ -33,7 +33,7 @@ def whole(x: jax.Array) -> jax.Array:
 
 
 def chunked(x: jax.Array) -> jax.Array:
-  count = lambda keys: jnp.sum((keys >= HALF).astype(jnp.float32), axis=1)  # noqa: E731
+  count = lambda keys: jnp.sum((keys >= HALF).astype(jnp.float32), axis=1)
   return _selection._fold(_selection._Keys((x,), scores=True), count, jnp.add, jnp.zeros([1]))[0]
 
 

@@ -86,15 +86,21 @@ def copied_bytes(hlo: str, n: int) -> float:
 
 
 class Jax:
-  """A jitted, donating ``params, state <- step(params, state, grads)``."""
+  """A jitted, donating ``params, state <- step(params, state, grads)``.
 
-  def __init__(self, tx: optax.GradientTransformation, shapes, freezing: bool = False):
-    self.params = [jnp.asarray(x) for x in arrays(shapes, 0)]
-    self.grads = [jnp.asarray(x) for x in arrays(shapes, 1)]
-    self.state = tx.init(self.params)
+  With ``members``, the step is ``vmap``-ed over that many equal copies of the problem.
+  """
+
+  def __init__(self, tx: optax.GradientTransformation, shapes, freezing: bool = False,
+               members: int | None = None):
+    batch = [] if members is None else [members]
+    put = lambda xs: [jnp.broadcast_to(jnp.asarray(x), (*batch, *x.shape)) for x in xs]
+    vmap = jax.vmap if members else lambda f: f
+    self.params, self.grads = put(arrays(shapes, 0)), put(arrays(shapes, 1))
+    self.state = vmap(tx.init)(self.params)
     if freezing:  # skip to tau > t_hist, with realistic scores
-      core_state = self.state[0]._replace(tau=jnp.asarray(T_HIST, jnp.int32),
-                                          S=[jnp.asarray(x) for x in scores(shapes)])
+      core_state = self.state[0]._replace(tau=jnp.full(batch, T_HIST, jnp.int32),
+                                          S=put(scores(shapes)))
       self.state = (core_state, *self.state[1:])
     n = sum(p.size for p in self.params)
     self.bytes = state_bytes(self.state, n)
@@ -104,7 +110,7 @@ class Jax:
       return optax.apply_updates(params, updates), state
 
     start = time.perf_counter()
-    self.step = jax.jit(step, donate_argnums=(0, 1)).lower(
+    self.step = jax.jit(vmap(step), donate_argnums=(0, 1)).lower(
         self.params, self.state, self.grads).compile()
     self.compile_s = time.perf_counter() - start
     self.copies = copied_bytes(self.step.as_text(), n)
@@ -148,7 +154,7 @@ def data_movement() -> optax.GradientTransformation:
 
   def update(updates, state, params=None):
     del params
-    add = lambda tree: jax.tree.map(jnp.add, tree, updates)  # noqa: E731
+    add = lambda tree: jax.tree.map(jnp.add, tree, updates)
     return add(state[2]), tuple(add(tree) for tree in state)
 
   return optax.GradientTransformation(init, update)

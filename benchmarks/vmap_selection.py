@@ -12,37 +12,10 @@ scores near their steady state), with ratios to the first.
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-import optax
-
 import core_optax
-from benchmarks.step_speed import P_FROZEN, S_MAX, T_HIST, arrays, mlp_shapes, scores, time_interleaved
+from benchmarks.step_speed import P_FROZEN, S_MAX, T_HIST, Jax, mlp_shapes, time_interleaved
 
 MEMBERS = 4
-
-
-class VmappedStep:
-  """``params, state <- jit(vmap(step))(params, state, grads)`` for ``MEMBERS`` equal members."""
-
-  def __init__(self, tx: optax.GradientTransformation, shapes, tau: int = 0):
-    stack = lambda xs: [jnp.stack([jnp.asarray(x)] * MEMBERS) for x in xs]  # noqa: E731
-    self.params, self.grads = stack(arrays(shapes, 0)), stack(arrays(shapes, 1))
-    self.state = jax.vmap(tx.init)(self.params)
-    if tau:
-      core_state = self.state[0]._replace(tau=jnp.full([MEMBERS], tau, jnp.int32),
-                                          S=stack(scores(shapes)))
-      self.state = (core_state, *self.state[1:])
-
-    def step(params, state, grads):
-      updates, state = tx.update(grads, state, params)
-      return optax.apply_updates(params, updates), state
-
-    self.step = jax.jit(jax.vmap(step), donate_argnums=(0, 1))
-
-  def __call__(self):
-    self.params, self.state = self.step(self.params, self.state, self.grads)
-    jax.block_until_ready((self.params, self.state))
 
 
 def main() -> None:
@@ -53,9 +26,9 @@ def main() -> None:
   for n in (10**5, 10**6):
     shapes = mlp_shapes(n)
     runs = {
-        "core": VmappedStep(core_optax.core(S_MAX), shapes),
-        "before": VmappedStep(core_optax.core(S_MAX, **frozen), shapes),
-        "after": VmappedStep(core_optax.core(S_MAX, **frozen), shapes, tau=T_HIST),
+        "core": Jax(core_optax.core(S_MAX), shapes, members=MEMBERS),
+        "before": Jax(core_optax.core(S_MAX, **frozen), shapes, members=MEMBERS),
+        "after": Jax(core_optax.core(S_MAX, **frozen), shapes, freezing=True, members=MEMBERS),
     }
     times = time_interleaved(runs, 30)
     print(f"| {n:.0e} | " + " | ".join(
