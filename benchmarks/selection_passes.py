@@ -5,7 +5,7 @@ stability-plasticity balance (t_hist = 250, p_frozen = 0.1, every leaf its own g
 update that freezes weights it runs the exact selection of eq. 5 twice on the same scores, once
 from the guess ``core_optax`` makes from the thresholds the state kept, and once from the
 scores' extremes, and prints how many passes over the scores each made (counts, maxima
-and extremes). The two thresholds are checked equal.
+and extremes; in whole passes over all searched scores, see ``kth_largest_and_passes``). The two thresholds are checked equal.
 
   python -m benchmarks.selection_passes [--steps 600]
 """
@@ -78,7 +78,7 @@ def main() -> None:
         "groups); passes over the scores per update:")
   print("| search starts at | median | mean | max |\n|---|---:|---:|---:|")
   for name, passes in (("thresholds kept in the state (core_optax)", warm), ("scores' extremes", cold)):
-    print(f"| {name} | {np.median(passes):.0f} | {np.mean(passes):.1f} | {np.max(passes)} |")
+    print(f"| {name} | {np.median(passes):.0f} | {np.mean(passes):.1f} | {np.max(passes):.0f} |")
 
 
 if __name__ == "__main__":

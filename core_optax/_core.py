@@ -135,9 +135,9 @@ def core(
     and the mode is chosen at run time; with a traced ``frozen_fraction`` the
     frozen count is computed in the hyperparameter dtype. The frozen weights
     are selected exactly, without sorting: counting passes over the scores'
-    integer keys find every group's threshold, all groups at once, so the
-    selection costs a few reductions per step (and all-reduces of counts when
-    sharded). For complex parameters pass ``jnp.conj(grads)`` (optax's
+    integer keys find every group's threshold (groups of similar sizes
+    together), so the selection costs a few reductions per step (and
+    all-reduces of counts when sharded). For complex parameters pass ``jnp.conj(grads)`` (optax's
     convention); real and imaginary parts are then independent weights. The
     state of float16 and bfloat16 leaves is kept in float32.
 

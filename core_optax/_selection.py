@@ -28,7 +28,7 @@ _PIECE = 24
 """Bits of an integer key that a float32 holds exactly."""
 
 _SNAP = 4
-"""When at most this many scores lie in a bracket, jump to its largest key."""
+"""When at most this many scores lie in a bracket, cut it to its smallest and largest key."""
 
 _CHUNK = 1 << 19
 """Passes read at most this many keys at a time, in a loop over blocks.
@@ -134,14 +134,20 @@ def _count(source: _Keys, c1: jax.Array, c2: jax.Array) -> tuple[jax.Array, jax.
   return s1 - n2, n2
 
 
-def _max_piece(source: _Keys, lo, hi, found, mask, shift, ones) -> jax.Array:
-  """Per row, the largest ``(offset >> shift) & ones`` of the offsets ``key - lo``
-  of keys in ``[lo, hi)`` that match ``found`` on ``mask`` (-1 if none does)."""
-  def piece(keys):
-    offset = keys - lo[:, None]
-    ok = (keys >= lo[:, None]) & (keys < hi[:, None]) & (offset & mask[:, None] == found[:, None])
-    return jnp.max(jnp.where(ok, ((offset >> shift) & ones).astype(jnp.float32), -1), axis=1)
-  return _fold(source, piece, jnp.maximum, jnp.full([source.rows], -1, jnp.float32))
+def _max_pieces(source: _Keys, lo, hi, found, mask, shift, ones) -> jax.Array:
+  """Per row, the largest ``(offset >> shift) & ones`` of offsets of keys in ``[lo, hi)``
+  whose offset matches ``found`` on ``mask``, -1 if none does: of the offsets ``key - lo``
+  (row 0 of the result) and ``hi - 1 - key`` (row 1), one pass for both."""
+  def pieces(keys):
+    inside = (keys >= lo[:, None]) & (keys < hi[:, None])
+
+    def largest(offset, found):
+      ok = inside & (offset & mask[:, None] == found[:, None])
+      return jnp.max(jnp.where(ok, ((offset >> shift) & ones).astype(jnp.float32), -1), axis=1)
+
+    return jnp.stack([largest(keys - lo[:, None], found[0]),
+                      largest(hi[:, None] - 1 - keys, found[1])])
+  return _fold(source, pieces, jnp.maximum, jnp.full([2, source.rows], -1, jnp.float32))
 
 
 def _extremes(source: _Keys, top: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -157,45 +163,56 @@ def _extremes(source: _Keys, top: jax.Array) -> tuple[jax.Array, jax.Array]:
                init)
 
 
-def _search(sources: list[_Keys], utype: type, k: jax.Array, sizes: np.ndarray,
+class _Bracket(NamedTuple):
+  """Per row of keys, ``[lo, hi)`` with ``#(>= lo) = c_lo >= k > c_hi = #(>= hi)``, and how
+  the last count moved it."""
+
+  lo: jax.Array
+  hi: jax.Array
+  c_lo: jax.Array
+  c_hi: jax.Array
+  margin: jax.Array  # of the next interpolated thresholds, as a fraction of the bracket
+  density: jax.Array  # keys counted between the last thresholds per unit of key (0: none)
+  width: jax.Array  # c2 - c1 of the last count, as a float
+  moved: jax.Array  # the last count: 0 put the k-th key between its thresholds, 1 above, -1 below
+
+
+def _search(source: _Keys, utype: type, k: jax.Array, sizes: np.ndarray,
             first: tuple[jax.Array, jax.Array] | None,
             live: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-  """The ``k[j]``-th largest key of every row ``j`` of the ``sources``, of dtype ``utype``.
+  """The ``k[j]``-th largest key of every row ``j`` of ``source``, of dtype ``utype``.
 
   For every row, keeps a bracket ``[lo, hi)`` of keys with
   ``#(>= lo) >= k > #(>= hi)``, at first from the row's smallest and largest
   key (``sizes[j]`` keys that are not padding), or, given ``first``, from all
   keys ``[1, 2**width - 1)`` (no pass: padding is 0 and NaN's key is
-  ``2**width - 2``); and narrows it with two thresholds per pass: ``first``
-  if given, then around the interpolated position of the ``k``-th key, with a
-  margin that shrinks while the guesses hit and grows when they miss. With at
-  most ``_SNAP`` keys left, the thresholds jump to the largest key in the
-  bracket (its offset from ``lo`` found exactly as float maxima of 24-bit
-  pieces: one pass while the brackets span at most ``2**24`` keys). A row is
-  done when ``hi == lo + 1``: ``lo`` is then a key of the row, the ``k``-th
-  largest one. All rows advance together, in one loop that runs as many
-  passes as the slowest row needs (``python -m benchmarks.selection_passes``
-  gives the counts). Rows that are not ``live`` start done, at NaN's key.
+  ``2**width - 2``); and narrows it by counting the keys above two thresholds
+  per pass: ``first`` if given; after a count that put the ``k``-th key
+  between its thresholds, around the position interpolated in the bracket,
+  with a margin that shrinks while such guesses hit and grows when they miss;
+  after a count that missed, at half and twice the distance that the density
+  of keys between its thresholds extrapolates from the bracket's near end. A
+  bracket with at most ``_SNAP`` keys is cut to its smallest and largest key
+  (found exactly as float maxima of 24-bit pieces of their offsets: one pass
+  while the brackets span at most ``2**24`` keys), which ends the search for
+  the row if the ``k``-th key is one of them. A row is done when
+  ``hi == lo + 1``: ``lo`` is then a key of the row, the ``k``-th largest one.
+  The rows advance together, in one loop that runs as many passes as the
+  slowest row needs. Rows that are not ``live`` start done, at NaN's key.
 
   Returns:
-    The keys, and the number of passes over the keys: counts, maxima and extremes.
+    The keys, and the number of passes over ``source``: counts, maxima and extremes.
   """
   width = jnp.iinfo(utype).bits
-  cuts = np.cumsum([source.rows for source in sources])[:-1]
 
-  def per_source(fn, *vectors, **scalars):
-    pieces = [jnp.split(v, cuts) for v in vectors]
-    outs = [fn(source, *(p[i] for p in pieces), **scalars) for i, source in enumerate(sources)]
-    return jax.tree.map(lambda *x: jnp.concatenate(x), *outs)
-
-  def largest_keys_below(lo, hi, span):
-    """Per row, the largest key in ``[lo, hi)``, and the passes it took."""
-    found, mask, reads = jnp.zeros_like(hi), jnp.zeros_like(hi), jnp.int32(0)
+  def smallest_and_largest(lo, hi, span):
+    """Per row, the smallest and largest key in ``[lo, hi)``, and the passes it took."""
+    found, mask, reads = jnp.zeros((2, *hi.shape), utype), jnp.zeros_like(hi), jnp.int32(0)
     for shift in reversed(range(0, width, _PIECE)):  # offsets' pieces, highest first
       ones, at = utype((1 << min(_PIECE, width - shift)) - 1), utype(shift)
 
       def piece(found, mask, reads, at=at, ones=ones):
-        best = per_source(_max_piece, lo, hi, found, mask, shift=at, ones=ones)
+        best = _max_pieces(source, lo, hi, found, mask, shift=at, ones=ones)
         found = found | (jnp.maximum(best, 0).astype(utype) << at)
         return found, mask | (ones << at), reads + 1
 
@@ -204,49 +221,81 @@ def _search(sources: list[_Keys], utype: type, k: jax.Array, sizes: np.ndarray,
                                           lambda *state: state, found, mask, reads)
       else:
         found, mask, reads = piece(found, mask, reads)
-    return lo + found, reads
+    return hi - 1 - found[1], lo + found[0], reads
 
-  def thresholds(lo, hi, c_lo, c_hi, margin):
-    span = hi - lo
-    at = (c_lo - k + 0.5) / (c_lo - c_hi).astype(jnp.float32)  # linear in keys
+  def count(b: _Bracket, c1, c2):
+    """``b`` after one pass that counts the keys above ``c1 <= c2``."""
+    n1, n2 = _count(source, c1, c2)
+    searching = b.hi - b.lo > 1  # finished rows keep their bracket
+    above, below = searching & (n2 >= k), searching & (n1 < k)
+    inside = searching & ~above & ~below
+    spread = (c2 - c1).astype(jnp.float32)
+    return _Bracket(
+        lo=jnp.where(above, c2, jnp.where(inside, c1, b.lo)),
+        hi=jnp.where(below, c1, jnp.where(inside, c2, b.hi)),
+        c_lo=jnp.where(above, n2, jnp.where(inside, n1, b.c_lo)),
+        c_hi=jnp.where(below, n1, jnp.where(inside, n2, b.c_hi)),
+        margin=jnp.clip(jnp.where(inside, b.margin / 4, b.margin * 4), 2.0**-12, 0.5),
+        density=jnp.where(searching & (spread > 0), (n1 - n2) / jnp.maximum(spread, 1), b.density),
+        width=jnp.where(searching, spread, b.width),
+        moved=above.astype(jnp.int32) - below.astype(jnp.int32),
+    )
+
+  def thresholds(b: _Bracket):
+    """The next count's ``c1 <= c2`` inside every bracket (see above)."""
+    span = b.hi - b.lo
+    fspan = span.astype(jnp.float32)
+    at = (b.c_lo - k + 0.5) / (b.c_lo - b.c_hi).astype(jnp.float32)  # linear in keys
+    # After a miss: the k-th key's distance from the bracket's near end at the density of keys
+    # between the last thresholds, but at least their spread (so that misses in a row widen the
+    # thresholds' spread at least 3-fold each).
+    ahead = jnp.where(b.moved > 0, b.c_lo - k + 0.5, k - b.c_hi - 0.5)
+    distance = jnp.maximum(ahead / jnp.maximum(b.density, 1e-30), jnp.maximum(b.width, 1))
+    up = distance / jnp.maximum(fspan, 1)  # as a fraction of the bracket
+    interpolate = (b.moved == 0) | (up >= 0.5)  # extrapolations beyond the bracket are no help
+    f1 = jnp.where(interpolate, at - b.margin, jnp.where(b.moved > 0, up / 2, 1 - 2 * up))
+    f2 = jnp.where(interpolate, at + b.margin, jnp.where(b.moved > 0, 2 * up, 1 - up / 2))
 
     def point(f):
-      offset = (span.astype(jnp.float32) * jnp.clip(f, 0, 1)).astype(utype)
-      return lo + jnp.clip(offset, 1, jnp.maximum(span, 2) - 1)
+      offset = (fspan * jnp.clip(f, 0, 1)).astype(utype)
+      return b.lo + jnp.clip(offset, 1, jnp.maximum(span, 2) - 1)
 
-    snap = (c_lo - c_hi <= _SNAP) & (span > 1)
-    top, reads = jax.lax.cond(jnp.any(snap), largest_keys_below,
-                              lambda lo, hi, span: (hi, jnp.int32(0)), lo, hi, jnp.where(snap, span, 1))
-    return (jnp.where(snap, top, point(at - margin)), jnp.where(snap, top + 1, point(at + margin)),
-            reads)
+    return point(f1), point(f2)
 
   def body(state):
-    lo, hi, c_lo, c_hi, margin, step, reads = state
-    if first is None:
-      c1, c2, extra = thresholds(lo, hi, c_lo, c_hi, margin)
-    else:
-      c1, c2, extra = jax.lax.cond(step == 0, lambda *_: (*first, jnp.int32(0)), thresholds,
-                                   lo, hi, c_lo, c_hi, margin)
-    n1, n2 = per_source(_count, c1, c2)
-    searching = hi - lo > 1  # finished rows keep their bracket
-    above, inside = searching & (n2 >= k), searching & (n1 >= k) & (n2 < k)
-    below = searching & (n1 < k)
-    lo, c_lo = jnp.where(above, c2, jnp.where(inside, c1, lo)), jnp.where(above, n2, jnp.where(inside, n1, c_lo))
-    hi, c_hi = jnp.where(below, c1, jnp.where(inside, c2, hi)), jnp.where(below, n1, jnp.where(inside, n2, c_hi))
-    margin = jnp.clip(jnp.where(inside, margin / 4, margin * 4), 2.0**-12, 0.5)
-    return lo, hi, c_lo, c_hi, margin, step + 1, reads + extra + 1
+    b, step, reads = state
+    snap = (b.hi - b.lo > 1) & (b.c_lo - b.c_hi <= _SNAP)
+    low, high, passes = jax.lax.cond(jnp.any(snap), smallest_and_largest,
+                                     lambda lo, hi, span: (lo, hi - 1, jnp.int32(0)),
+                                     b.lo, b.hi, jnp.where(snap, b.hi - b.lo, 1))
+    rank = k - b.c_hi  # of the k-th key among the bracket's c_lo - c_hi keys
+    is_high, is_low = rank == 1, (rank == b.c_lo - b.c_hi) | (low == high)
+    b = b._replace(lo=jnp.where(snap, jnp.where(is_high, high, low), b.lo),
+                   hi=jnp.where(snap, jnp.where(is_high | ~is_low, high, low) + 1, b.hi))
+    # A cut bracket that is not done counts at its inner keys next: its extremes' multiplicities.
+    c1, c2 = thresholds(b)
+    c1, c2 = jnp.where(snap, b.lo + 1, c1), jnp.where(snap, b.hi - 1, c2)
+    if first is not None:
+      guess = (step == 0) & ~snap
+      c1, c2 = jnp.where(guess, first[0], c1), jnp.where(guess, first[1], c2)
+    b, counted = jax.lax.cond(jnp.any(b.hi - b.lo > 1), lambda b: (count(b, c1, c2), jnp.int32(1)),
+                              lambda b: (b, jnp.int32(0)), b)
+    return b, step + 1, reads + passes + counted
 
   if first is None:  # integer extremes are exact (float min/max may ignore subnormals)
-    lo, hi = per_source(_extremes, top=~utype(0))
+    lo, hi = _extremes(source, top=~utype(0))
     hi = hi + 1
   else:
     lo, hi = jnp.ones(k.shape, utype), jnp.full(k.shape, ~utype(0))
   if live is not None:
     lo, hi = jnp.where(live, lo, ~utype(1)), jnp.where(live, hi, ~utype(0))
-  init = (lo, hi, jnp.asarray(sizes, jnp.int32), jnp.zeros(k.shape, jnp.int32),
-          jnp.full(k.shape, 2.0**-4, jnp.float32), jnp.int32(0), jnp.int32(first is None))
-  final = jax.lax.while_loop(lambda s: jnp.any(s[1] - s[0] > 1), body, init)
-  return final[0], final[-1]
+  zeros = jnp.zeros(k.shape, jnp.float32)
+  init = _Bracket(lo, hi, jnp.asarray(sizes, jnp.int32), jnp.zeros(k.shape, jnp.int32),
+                  margin=jnp.full(k.shape, 2.0**-4, jnp.float32), density=zeros, width=zeros,
+                  moved=jnp.zeros(k.shape, jnp.int32))
+  b, _, reads = jax.lax.while_loop(lambda s: jnp.any(s[0].hi - s[0].lo > 1), body,
+                                   (init, jnp.int32(0), jnp.int32(first is None)))
+  return b.lo, reads
 
 
 def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Array],
@@ -254,11 +303,13 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
                 needed: Sequence[jax.Array] | None = None) -> list[jax.Array]:
   """The ``ks[j]``-th largest score of every group ``j``, exactly (eq. 5's thresholds).
 
-  Groups are searched together by counting (see :func:`_search`): the keys of
-  groups under ``_CHUNK`` scores are laid out as the rows of a few matrices
-  (one per row width, at most 1/8 padding with 0, below every key), larger
-  groups are read from their scores; then passes count keys above thresholds;
-  no sort and no host callback (sharded scores are gathered). Groups of up to
+  Groups are searched by counting (see :func:`_search`): the keys of groups
+  under ``_CHUNK`` scores are laid out as the rows of a few matrices (one per
+  row width, at most 1/8 padding with 0, below every key), larger groups are
+  read from their scores; each matrix and each larger group then has its own
+  loop of passes that count keys above thresholds, so that the extra passes
+  of small groups cost little; no sort and no host callback (sharded scores
+  are gathered). Groups of up to
   ``_TOP_K_MAX_SIZE`` scores with a static ``k`` use ``lax.top_k`` instead.
   Ties count with multiplicity, and -0.0 equals 0.0, as in a float sort.
 
@@ -287,8 +338,12 @@ def kth_largest_and_passes(
     groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Array],
     guesses: Sequence[jax.Array] | None = None,
     needed: Sequence[jax.Array] | None = None) -> tuple[list[jax.Array], jax.Array]:
-  """:func:`kth_largest`, and how many passes over the scores it made (for measurements)."""
-  passes = jnp.int32(0)
+  """:func:`kth_largest`, and how many passes over the scores it made (for measurements).
+
+  A pass over a key matrix or a large group counts in proportion to its share
+  of the searched scores: the result is in whole passes over all of them.
+  """
+  passes = jnp.float32(0)
   groups = [[_replicated(s) for s in group] for group in groups]
   out = [None] * len(groups)
   # key dtype: row width (None: read from the scores): [(group index, k)]
@@ -306,22 +361,23 @@ def kth_largest_and_passes(
       unit = 1 << max(n.bit_length() - 4, 0)  # widths 8..15 units: at most 1/8 padding
       width = max(-(-n // unit) * unit, _MIN_WIDTH)
     searched[_key_dtype(group[0].dtype)[0]].setdefault(width, []).append((j, jnp.clip(k, 1, n)))
+  searched_size = sum(sum(s.size for s in groups[j]) for by_width in searched.values()
+                      for members in by_width.values() for j, _ in members)
   for utype, by_width in searched.items():
-    if not by_width:
-      continue
     parts = [(_Keys((jnp.stack([_padded_keys(groups[j], width) for j, _ in members]),)), members)
              for width, members in by_width.items() if width is not None]
     parts += [(_Keys(tuple(groups[j]), scores=True), [(j, k)]) for j, k in by_width.get(None, [])]
-    sources = [source for source, _ in parts]
-    slots = [j for _, members in parts for j, _ in members]
-    ks_ = jnp.stack([jnp.asarray(k, jnp.int32) for _, members in parts for _, k in members])
-    sizes = np.array([sum(s.size for s in groups[j]) for j in slots])
-    first = None if guesses is None else _around([guesses[j] for j in slots], groups[slots[0]][0].dtype)
-    live = None if needed is None else jnp.stack([jnp.asarray(needed[j], bool) for j in slots])
-    keys, n_passes = _search(sources, utype, ks_, sizes, first, live)
-    passes += n_passes
-    for slot, j in enumerate(slots):
-      out[j] = _value(keys[slot], groups[j][0].dtype)
+    for source, members in parts:  # a loop each: the passes of small groups cost little
+      slots = [j for j, _ in members]
+      sizes = np.array([sum(s.size for s in groups[j]) for j in slots])
+      first = None if guesses is None else _around([guesses[j] for j in slots],
+                                                    groups[slots[0]][0].dtype)
+      live = None if needed is None else jnp.stack([jnp.asarray(needed[j], bool) for j in slots])
+      keys, reads = _search(source, utype, jnp.stack([jnp.asarray(k, jnp.int32) for _, k in members]),
+                            sizes, first, live)
+      passes += reads * float(sizes.sum() / searched_size)
+      for slot, j in enumerate(slots):
+        out[j] = _value(keys[slot], groups[j][0].dtype)
   return out, passes
 
 

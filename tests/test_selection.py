@@ -108,6 +108,23 @@ def test_any_guess_gives_the_exact_answer(dtype, data):
     assert np.float64(got) == reference_kth(x, k)
 
 
+@pytest.mark.parametrize("ulps", [(0, 0, 0, 0), (0, 0, 3, 70), (0, 3, 3, 70), (0, 3, 70, 70), (5, 5)])
+def test_a_bracket_of_few_scores_is_cut_to_its_extremes(ulps):
+  """Scores (ties included) that alone lie near the guess: the cut of their bracket to its
+  smallest and largest key finds the k-th in 2 passes if it is one of them, else in at most 4
+  (a count at the inner keys gives the extremes' multiplicities)."""
+  rng = np.random.default_rng(0)
+  x = np.concatenate([rng.uniform(-4, 3, 5000), rng.uniform(4, 5, 100)]).astype(np.float32)
+  x[:len(ulps)] = 3.5 + np.array(ulps) * np.spacing(np.float32(3.5))
+  run = jax.jit(_selection.kth_largest_and_passes)
+  for rank in range(1, len(ulps) + 1):
+    k = 100 + rank  # the 100 scores in [4, 5) rank first
+    (got,), passes = run([[jnp.asarray(x)]], [jnp.int32(k)], [jnp.float32(3.5)])
+    assert np.float64(got) == reference_kth(x, k)
+    extreme = rank in (1, len(ulps)) or len(set(ulps)) == 1
+    assert int(passes) == 2 if extreme else int(passes) <= 4, (rank, int(passes))
+
+
 @SETTINGS
 @hypothesis.given(data=st.data())
 def test_groups_spanning_leaves_are_selected_together(data):
