@@ -195,7 +195,8 @@ def _search(source: _Keys, utype: type, k: jax.Array, sizes: np.ndarray,
   bracket with at most ``_SNAP`` keys is cut to its smallest and largest key
   (found exactly as float maxima of 24-bit pieces of their offsets: one pass
   while the brackets span at most ``2**24`` keys), which ends the search for
-  the row if the ``k``-th key is one of them. A row is done when
+  the row if the ``k``-th key is one of them; cuts wait until every row that
+  is not done has such a bracket. A row is done when
   ``hi == lo + 1``: ``lo`` is then a key of the row, the ``k``-th largest one.
   The rows advance together, in one loop that runs as many passes as the
   slowest row needs. Rows that are not ``live`` start done, at NaN's key.
@@ -264,7 +265,9 @@ def _search(source: _Keys, utype: type, k: jax.Array, sizes: np.ndarray,
 
   def body(state):
     b, step, reads = state
-    snap = (b.hi - b.lo > 1) & (b.c_lo - b.c_hi <= _SNAP)
+    # Cuts wait until every row left has few keys: a cut reads all rows, like a count.
+    searching = b.hi - b.lo > 1
+    snap = searching & jnp.all(~searching | (b.c_lo - b.c_hi <= _SNAP))
     low, high, passes = jax.lax.cond(jnp.any(snap), smallest_and_largest,
                                      lambda lo, hi, span: (lo, hi - 1, jnp.int32(0)),
                                      b.lo, b.hi, jnp.where(snap, b.hi - b.lo, 1))
