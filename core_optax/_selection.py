@@ -24,8 +24,8 @@ _TOP_K_MAX_SIZE = 256
 _MIN_WIDTH = 2 * _TOP_K_MAX_SIZE
 """Narrowest row of a key matrix."""
 
-_PIECE = 24
-"""Bits of an integer key that a float32 holds exactly."""
+_EXACT_SPAN = 1 << 24
+"""Brackets are cut only while their offsets ``key - lo`` are exact in float32."""
 
 _SNAP = 4
 """When at most this many scores lie in a bracket, cut it to its smallest and largest key."""
@@ -134,20 +134,14 @@ def _count(source: _Keys, c1: jax.Array, c2: jax.Array) -> tuple[jax.Array, jax.
   return s1 - n2, n2
 
 
-def _max_pieces(source: _Keys, lo, hi, found, mask, shift, ones) -> jax.Array:
-  """Per row, the largest ``(offset >> shift) & ones`` of offsets of keys in ``[lo, hi)``
-  whose offset matches ``found`` on ``mask``, -1 if none does: of the offsets ``key - lo``
-  (row 0 of the result) and ``hi - 1 - key`` (row 1), one pass for both."""
-  def pieces(keys):
+def _extreme_offsets(source: _Keys, lo, hi) -> jax.Array:
+  """Per row, the largest offsets ``key - lo`` (row 0) and ``hi - 1 - key`` (row 1) of the
+  keys in ``[lo, hi)`` as floats, exact for brackets of at most ``_EXACT_SPAN`` keys."""
+  def offsets(keys):
     inside = (keys >= lo[:, None]) & (keys < hi[:, None])
-
-    def largest(offset, found):
-      ok = inside & (offset & mask[:, None] == found[:, None])
-      return jnp.max(jnp.where(ok, ((offset >> shift) & ones).astype(jnp.float32), -1), axis=1)
-
-    return jnp.stack([largest(keys - lo[:, None], found[0]),
-                      largest(hi[:, None] - 1 - keys, found[1])])
-  return _fold(source, pieces, jnp.maximum, jnp.full([2, source.rows], -1, jnp.float32))
+    largest = lambda offset: jnp.max(jnp.where(inside, offset.astype(jnp.float32), -1), axis=1)
+    return jnp.stack([largest(keys - lo[:, None]), largest(hi[:, None] - 1 - keys)])
+  return _fold(source, offsets, jnp.maximum, jnp.full([2, source.rows], -1, jnp.float32))
 
 
 def _extremes(source: _Keys, top: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -192,11 +186,10 @@ def _search(source: _Keys, utype: type, k: jax.Array, sizes: np.ndarray,
   with a margin that shrinks while such guesses hit and grows when they miss;
   after a count that missed, at half and twice the distance that the density
   of keys between its thresholds extrapolates from the bracket's near end. A
-  bracket with at most ``_SNAP`` keys is cut to its smallest and largest key
-  (found exactly as float maxima of 24-bit pieces of their offsets: one pass
-  while the brackets span at most ``2**24`` keys), which ends the search for
-  the row if the ``k``-th key is one of them; cuts wait until every row that
-  is not done has such a bracket. A row is done when
+  bracket with at most ``_SNAP`` keys that spans at most ``_EXACT_SPAN`` keys
+  is cut to its smallest and largest key (float maxima of their offsets, one
+  pass), which ends the search for the row if the ``k``-th key is one of
+  them; cuts wait until every row that is not done has such a bracket. A row is done when
   ``hi == lo + 1``: ``lo`` is then a key of the row, the ``k``-th largest one.
   The rows advance together, in one loop that runs as many passes as the
   slowest row needs. Rows that are not ``live`` start done, at NaN's key.
@@ -204,25 +197,10 @@ def _search(source: _Keys, utype: type, k: jax.Array, sizes: np.ndarray,
   Returns:
     The keys, and the number of passes over ``source``: counts, maxima and extremes.
   """
-  width = jnp.iinfo(utype).bits
-
-  def smallest_and_largest(lo, hi, span):
-    """Per row, the smallest and largest key in ``[lo, hi)``, and the passes it took."""
-    found, mask, reads = jnp.zeros((2, *hi.shape), utype), jnp.zeros_like(hi), jnp.int32(0)
-    for shift in reversed(range(0, width, _PIECE)):  # offsets' pieces, highest first
-      ones, at = utype((1 << min(_PIECE, width - shift)) - 1), utype(shift)
-
-      def piece(found, mask, reads, at=at, ones=ones):
-        best = _max_pieces(source, lo, hi, found, mask, shift=at, ones=ones)
-        found = found | (jnp.maximum(best, 0).astype(utype) << at)
-        return found, mask | (ones << at), reads + 1
-
-      if shift:  # a piece above every span is 0 in every offset: no pass for it
-        found, mask, reads = jax.lax.cond(jnp.any((span - 1) >> at > 0), piece,
-                                          lambda *state: state, found, mask, reads)
-      else:
-        found, mask, reads = piece(found, mask, reads)
-    return hi - 1 - found[1], lo + found[0], reads
+  def smallest_and_largest(lo, hi):
+    """Per row, the smallest and largest key in ``[lo, hi)``: one pass."""
+    up, down = _extreme_offsets(source, lo, hi).astype(utype)
+    return hi - 1 - down, lo + up
 
   def count(b: _Bracket, c1, c2):
     """``b`` after one pass that counts the keys above ``c1 <= c2``."""
@@ -267,10 +245,11 @@ def _search(source: _Keys, utype: type, k: jax.Array, sizes: np.ndarray,
     b, step, reads = state
     # Cuts wait until every row left has few keys: a cut reads all rows, like a count.
     searching = b.hi - b.lo > 1
-    snap = searching & jnp.all(~searching | (b.c_lo - b.c_hi <= _SNAP))
-    low, high, passes = jax.lax.cond(jnp.any(snap), smallest_and_largest,
-                                     lambda lo, hi, span: (lo, hi - 1, jnp.int32(0)),
-                                     b.lo, b.hi, jnp.where(snap, b.hi - b.lo, 1))
+    few = (b.c_lo - b.c_hi <= _SNAP) & (b.hi - b.lo <= _EXACT_SPAN)
+    snap = searching & jnp.all(~searching | few)
+    low, high, passes = jax.lax.cond(
+        jnp.any(snap), lambda lo, hi: (*smallest_and_largest(lo, hi), jnp.int32(1)),
+        lambda lo, hi: (lo, hi - 1, jnp.int32(0)), b.lo, b.hi)
     rank = k - b.c_hi  # of the k-th key among the bracket's c_lo - c_hi keys
     is_high, is_low = rank == 1, (rank == b.c_lo - b.c_hi) | (low == high)
     b = b._replace(lo=jnp.where(snap, jnp.where(is_high, high, low), b.lo),
