@@ -21,9 +21,11 @@ import os
 import pathlib
 import platform
 import re
+import resource
 import sys
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +36,8 @@ from core_optimizer import CoRe
 
 import core_optax
 
+ENVIRONMENT = ("XLA_FLAGS", "MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+"""Environment variables recorded with the command in the report."""
 T_HIST = 250
 P_FROZEN = 0.1
 S_MAX = 1e-3
@@ -177,31 +181,44 @@ def optimizers(shapes) -> dict[str, Callable[[], object]]:
   }
 
 
-def time_interleaved(runs: dict[str, Callable[[], None]], reps: int) -> dict[str, float]:
-  """Median seconds per call; one call of each per round, after one warm-up round."""
+class Timing(NamedTuple):
+  seconds: float  # median per call
+  faults: float  # minor page faults of the process per call, on average
+
+
+def time_interleaved(runs: dict[str, Callable[[], None]], reps: int) -> dict[str, Timing]:
+  """Per run, one call of each per round, after one warm-up round.
+
+  Page faults are the process's (all threads): XLA:CPU allocates a step's temporaries anew on
+  every call, and glibc maps blocks above 32 MB freshly, so each of their 4 kB pages faults.
+  """
   times = {name: [] for name in runs}
+  faults = dict.fromkeys(runs, 0)
   for r in range(reps + 1):
     for name, run in runs.items():
+      before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
       start = time.perf_counter()
       run()
       if r:
         times[name].append(time.perf_counter() - start)
-  return {name: float(np.median(t)) for name, t in times.items()}
+        faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+  return {name: Timing(float(np.median(t)), faults[name] / reps) for name, t in times.items()}
 
 
 def speed_table(sizes, reps) -> list[str]:
-  lines = ["| tree | parameters | optimizer | step (ms) | / optax.adam | state (B/param) "
-           "| XLA copies (B/param) |", "|---|---|---|---:|---:|---:|---:|"]
+  lines = [("| tree | parameters | optimizer | step (ms) | / optax.adam | state (B/param) "
+            "| XLA copies (B/param) | page faults / step |"), "|---|---|---|---:|---:|---:|---:|---:|"]
   for tree, shape_fn in (("MLP, 10 leaves", mlp_shapes), ("300 small leaves", small_leaves_shapes)):
     for n in sizes:
       shapes = shape_fn(n)
       count = sum(int(np.prod(s)) for s in shapes)
       runs = {name: make() for name, make in optimizers(shapes).items()}
       times = time_interleaved(runs, reps(n))
-      for name, seconds in times.items():
+      for name, (seconds, faults) in times.items():
         lines.append(f"| {tree} | {count:.1e} | {name} | {seconds * 1e3:.2f} | "
-                     f"{seconds / times['optax.adam']:.2f} | {runs[name].bytes:.0f} | "
-                     f"{'—' if runs[name].copies is None else f'{runs[name].copies:.0f}'} |")
+                     f"{seconds / times['optax.adam'].seconds:.2f} | {runs[name].bytes:.0f} | "
+                     f"{'—' if runs[name].copies is None else f'{runs[name].copies:.0f}'} | "
+                     f"{faults:.0f} |")
       print("\n".join(lines[-len(times):]), flush=True)
       del runs
   return lines
@@ -234,8 +251,9 @@ def main() -> None:
   compile_ = compile_table(10**6 if not args.quick else 10**5, (30, 100, 300, 600))
   if args.out:
     command = "python -m benchmarks.step_speed " + " ".join(sys.argv[1:])
-    if os.environ.get("XLA_FLAGS"):
-      command = f"XLA_FLAGS={os.environ['XLA_FLAGS']} {command}"
+    for name in reversed(ENVIRONMENT):  # settings that change the timings, read at start-up
+      if os.environ.get(name):
+        command = f"{name}={os.environ[name]} {command}"
     header = [
         "# Step speed and state memory (CPU, float32)", "",
         f"Command: `{command}`", "",

@@ -30,7 +30,7 @@ def main() -> None:
         "before": Jax(core_optax.core(S_MAX, **frozen), shapes, members=MEMBERS),
         "after": Jax(core_optax.core(S_MAX, **frozen), shapes, freezing=True, members=MEMBERS),
     }
-    times = time_interleaved(runs, 30)
+    times = {name: timing.seconds for name, timing in time_interleaved(runs, 30).items()}
     print(f"| {n:.0e} | " + " | ".join(
         f"{times[name] * 1e3:.2f} ({times[name] / times['core']:.2f}x)" for name in runs) + " |")
 

@@ -1,5 +1,7 @@
 """The measuring parts of benchmarks/step_speed.py: copied bytes, the data-movement step, the steps."""
 
+import mmap
+
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -43,3 +45,16 @@ def test_freezing_runs_start_past_t_hist_and_step():
   assert 0 < n_frozen < n  # some weights frozen (about P_FROZEN of each group), most moved
   adam = step_speed.Jax(optax.adam(1e-3), shapes)
   assert adam.bytes == 8 and adam.copies == 0
+
+
+def test_timing_counts_the_page_faults_of_fresh_memory():
+  size = 16 << 20
+
+  def touch():  # fresh pages, each touched once
+    with mmap.mmap(-1, size) as memory:
+      memory[::mmap.PAGESIZE] = b"x" * (size // mmap.PAGESIZE)
+
+  timings = step_speed.time_interleaved({"touch": touch, "idle": lambda: None}, reps=3)
+  assert timings["touch"].faults >= size // mmap.PAGESIZE
+  assert timings["idle"].faults < 100
+  assert timings["touch"].seconds > 0
