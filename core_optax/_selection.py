@@ -189,13 +189,14 @@ def _search(source: _Keys, utype: type, k: jax.Array, sizes: np.ndarray,
   bracket with at most ``_SNAP`` keys that spans at most ``_EXACT_SPAN`` keys
   is cut to its smallest and largest key (float maxima of their offsets, one
   pass), which ends the search for the row if the ``k``-th key is one of
-  them; cuts wait until every row that is not done has such a bracket. A row is done when
-  ``hi == lo + 1``: ``lo`` is then a key of the row, the ``k``-th largest one.
-  The rows advance together, in one loop that runs as many passes as the
-  slowest row needs. Rows that are not ``live`` start done, at NaN's key.
+  them; cuts wait until every row that is not done has such a bracket. A row
+  is done when ``hi == lo + 1``: ``lo`` is then a key of the row, the
+  ``k``-th largest one. The rows advance together, in one loop that runs as
+  many passes as the slowest row needs. Rows that are not ``live`` start
+  done, at NaN's key.
 
   Returns:
-    The keys, and the number of passes over ``source``: counts, maxima and extremes.
+    The keys, and the number of passes over ``source``: counts, cuts and extremes.
   """
   def smallest_and_largest(lo, hi):
     """Per row, the smallest and largest key in ``[lo, hi)``: one pass."""
