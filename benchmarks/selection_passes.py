@@ -5,7 +5,8 @@ stability-plasticity balance (t_hist = 250, p_frozen = 0.1, every leaf its own g
 update that freezes weights it runs the exact selection of eq. 5 twice on the same scores, once
 from the guess ``core_optax`` makes from the thresholds the state kept, and once from the
 scores' extremes, and prints how many passes over the scores each made (counts, cuts
-and extremes; in whole passes over all searched scores, see ``kth_largest_and_passes``). The two thresholds are checked equal.
+and extremes; in whole passes over all searched scores, see ``kth_largest_and_passes``).
+The two thresholds are checked equal.
 
   python -m benchmarks.selection_passes [--steps 600]
 """
