@@ -292,9 +292,9 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
   read from their scores; each matrix and each larger group then has its own
   loop of passes that count keys above thresholds, so that the extra passes
   of small groups cost little; no sort and no host callback (sharded scores
-  are gathered). Groups of up to
-  ``_TOP_K_MAX_SIZE`` scores with a static ``k`` use ``lax.top_k`` instead.
-  Ties count with multiplicity, and -0.0 equals 0.0, as in a float sort.
+  are gathered). Groups of up to ``_TOP_K_MAX_SIZE`` scores with a static
+  ``k`` use ``lax.top_k`` instead. Ties count with multiplicity, and -0.0
+  equals 0.0, as in a float sort.
 
   Args:
     groups: every group's scores, as a sequence of real arrays of any shapes
@@ -329,10 +329,10 @@ def kth_largest_and_passes(
   passes = jnp.float32(0)
   groups = [[_replicated(s) for s in group] for group in groups]
   out = [None] * len(groups)
+  sizes = np.array([sum(s.size for s in group) for group in groups])
   # key dtype: row width (None: read from the scores): [(group index, k)]
   searched = {jnp.uint32: {}, jnp.uint64: {}}
-  for j, (group, k) in enumerate(zip(groups, ks)):
-    n = sum(s.size for s in group)
+  for j, (group, k, n) in enumerate(zip(groups, ks, sizes.tolist())):
     if isinstance(k, int) and n <= _TOP_K_MAX_SIZE:
       out[j] = _value(_top_k_key(_padded_keys(group, n), k), group[0].dtype)
       if needed is not None:
@@ -344,7 +344,7 @@ def kth_largest_and_passes(
       unit = 1 << max(n.bit_length() - 4, 0)  # widths 8..15 units: at most 1/8 padding
       width = max(-(-n // unit) * unit, _MIN_WIDTH)
     searched[_key_dtype(group[0].dtype)[0]].setdefault(width, []).append((j, jnp.clip(k, 1, n)))
-  searched_size = sum(sum(s.size for s in groups[j]) for by_width in searched.values()
+  searched_size = sum(sizes[j] for by_width in searched.values()
                       for members in by_width.values() for j, _ in members)
   for utype, by_width in searched.items():
     parts = [(_Keys((jnp.stack([_padded_keys(groups[j], width) for j, _ in members]),)), members)
@@ -352,13 +352,12 @@ def kth_largest_and_passes(
     parts += [(_Keys(tuple(groups[j]), scores=True), [(j, k)]) for j, k in by_width.get(None, [])]
     for source, members in parts:  # a loop each: the passes of small groups cost little
       slots = [j for j, _ in members]
-      sizes = np.array([sum(s.size for s in groups[j]) for j in slots])
       first = None if guesses is None else _around([guesses[j] for j in slots],
                                                     groups[slots[0]][0].dtype)
       live = None if needed is None else jnp.stack([jnp.asarray(needed[j], bool) for j in slots])
       keys, reads = _search(source, utype, jnp.stack([jnp.asarray(k, jnp.int32) for _, k in members]),
-                            sizes, first, live)
-      passes += reads * float(sizes.sum() / searched_size)
+                            sizes[slots], first, live)
+      passes += reads * float(sizes[slots].sum() / searched_size)
       for slot, j in enumerate(slots):
         out[j] = _value(keys[slot], groups[j][0].dtype)
   return out, passes
