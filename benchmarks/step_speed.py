@@ -6,8 +6,9 @@ apply, fixed gradients, buffers donated) of optax.adam, core_optax.core with
 freezing off and on (t_hist = 250 passed, p_frozen = 0.1), torch.optim.Adam and
 the reference ``core_optimizer.CoRe`` (freezing off and on), and a step that
 moves CoRe's data with one add per element (:func:`data_movement`), with ratios to
-optax.adam, bytes of state per parameter and, for JAX, the bytes per parameter
-that the compiled step copies (see :func:`copied_bytes`). The optimizers of one row group
+optax.adam, bytes of state per parameter, for JAX the bytes per parameter
+that the compiled step copies (see :func:`copied_bytes`), and the page faults
+per step (see :func:`time_interleaved`). The optimizers of one row group
 run interleaved, so that load from other processes hits them alike. Then jit
 compile times of core_optax against the number of leaves.
 
@@ -38,6 +39,7 @@ import core_optax
 
 ENVIRONMENT = ("XLA_FLAGS", "MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
 """Environment variables recorded with the command in the report."""
+
 T_HIST = 250
 P_FROZEN = 0.1
 S_MAX = 1e-3
