@@ -43,6 +43,12 @@ matrices; their keys are computed from the scores in every chunk.
 """
 
 
+_BLOCK = 1 << 17
+"""Passes read key matrices in blocks of at most this many keys: a block and its
+comparisons then stay in cache. (Chunks of scores are larger, as their loops run on
+the host: there each iteration costs more than the cache saves.)"""
+
+
 def _key_dtype(dtype: jnp.dtype) -> tuple[type, int]:
   if jnp.promote_types(dtype, jnp.float32) == jnp.float64:
     return jnp.uint64, 64
@@ -94,16 +100,17 @@ class _Keys(NamedTuple):
 def _fold(source: _Keys, fn: Callable, combine: Callable, init):
   """``combine`` of ``fn(keys)`` over blocks of columns of ``source``'s keys.
 
-  ``keys`` has shape ``[rows, columns]``, ``rows * columns <= _CHUNK``; the
-  full blocks run in a loop, so that their temporaries share memory, and a
-  narrower remainder follows.
+  ``keys`` has shape ``[rows, columns]``, ``rows * columns <= _CHUNK`` for
+  scores and ``<= _BLOCK`` for a key matrix; the full blocks run in a loop, so
+  that their temporaries share memory, and a narrower remainder follows.
   """
   to_keys = _keys if source.scores else lambda keys: keys
+  size = _CHUNK if source.scores else _BLOCK
   acc = init
   for array in source.arrays:
     array = array.reshape(1, -1) if source.scores else array
     rows, width = array.shape
-    cols = min(width, max(1, _CHUNK // rows))
+    cols = min(width, max(1, size // rows))
 
     def block(i, acc, array=array, cols=cols):
       return combine(acc, fn(to_keys(jax.lax.dynamic_slice_in_dim(array, i * cols, cols, axis=1))))

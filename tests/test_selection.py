@@ -139,7 +139,7 @@ def test_groups_spanning_leaves_are_selected_together(data):
 @SETTINGS
 @hypothesis.given(data=st.data())
 def test_reading_scores_in_chunks_gives_the_same_answer(data):
-  """With a chunk of 256 scores, large groups are read from their scores and
+  """With chunks and blocks of 256 keys, large groups are read from their scores and
   key matrices in blocks of columns, in loops, with remainders."""
   shapes = [(30, 20), (7,), (1000,), (33, 17), (300,), (200,), (9, 9)]
   leaves = [data.draw(scores(int(np.prod(s)), np.float32)).reshape(s) for s in shapes]
@@ -147,7 +147,7 @@ def test_reading_scores_in_chunks_gives_the_same_answer(data):
   flat = [np.concatenate([p.ravel() for p in g]) for g in groups]
   ks = [data.draw(st.integers(1, f.size)) for f in flat]
   guesses = data.draw(st.none() | st.just([reference_kth(f, k) * 1.001 for f, k in zip(flat, ks)]))
-  with mock.patch.object(_selection, "_CHUNK", 256):
+  with mock.patch.object(_selection, "_CHUNK", 256), mock.patch.object(_selection, "_BLOCK", 256):
     got = jax.jit(_selection.kth_largest)(
         [[jnp.asarray(p) for p in g] for g in groups], [jnp.int32(k) for k in ks],
         None if guesses is None else [jnp.float32(v) for v in guesses])
