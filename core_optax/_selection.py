@@ -125,7 +125,8 @@ def _count(source: _Keys, c1: jax.Array, c2: jax.Array) -> tuple[jax.Array, jax.
   """Per row, ``(#keys >= c1, #keys >= c2)`` for ``c1 <= c2``, in one pass over the keys.
 
   ``b = [key >= c1] + [key >= c2]`` gives both counts from ``sum(b)`` and
-  ``sum(b * b)``: float sums (exact: at most ``4 * _CHUNK < 2**24`` per block),
+  ``sum(b * b)``: float sums (exact: at most ``4 * _CHUNK < 2**24`` per block;
+  key-matrix blocks, ``_BLOCK``, are smaller),
   which are fast on every backend and under sharding become all-reduces of a
   few numbers.
   """
