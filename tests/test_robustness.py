@@ -26,7 +26,6 @@ import pytest
 
 import core_optax
 from tests.reference import run_reference
-from tests.test_parity import ours_from_reference
 from tests.test_parity import run_ours
 
 INT32_MAX = np.iinfo(np.int32).max
