@@ -3,7 +3,8 @@
 One table: for a 10-leaf MLP-like tree and a 300-leaf tree of small leaves, at
 1e5, 1e6 and 1e7 parameters, the median time of one optimizer step (update and
 apply, fixed gradients, buffers donated) of optax.adam, core_optax.core with
-freezing off and on (t_hist = 250 passed, p_frozen = 0.1), torch.optim.Adam and
+freezing off and on (t_hist = 250 passed, p_frozen = 0.1; each also compiled with
+:data:`REGION_ANALYSIS`), torch.optim.Adam and
 the reference ``core_optimizer.CoRe`` (freezing off and on), and a step that
 moves CoRe's data with one add per element (:func:`data_movement`), with ratios to
 optax.adam, bytes of state per parameter, for JAX the bytes per parameter
@@ -39,6 +40,10 @@ import core_optax
 
 ENVIRONMENT = ("XLA_FLAGS", "MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
 """Environment variables recorded with the command in the report."""
+
+REGION_ANALYSIS = {"xla_cpu_copy_insertion_use_region_analysis": True}
+"""XLA:CPU compiler options (``jax.jit(..., compiler_options=...)``) that let it drop some of the
+copies :func:`copied_bytes` counts; the rows "..., region analysis" compile with them."""
 
 T_HIST = 250
 P_FROZEN = 0.1
@@ -94,11 +99,12 @@ def copied_bytes(hlo: str, n: int) -> float:
 class Jax:
   """A jitted, donating ``params, state <- step(params, state, grads)``.
 
-  With ``members``, the step is ``vmap``-ed over that many equal copies of the problem.
+  With ``members``, the step is ``vmap``-ed over that many equal copies of the problem;
+  ``compiler_options`` go to ``jax.jit``.
   """
 
   def __init__(self, tx: optax.GradientTransformation, shapes, freezing: bool = False,
-               members: int | None = None):
+               members: int | None = None, compiler_options: dict | None = None):
     batch = [] if members is None else [members]
     put = lambda xs: [jnp.broadcast_to(jnp.asarray(x), (*batch, *x.shape)) for x in xs]
     vmap = jax.vmap if members else lambda f: f
@@ -116,7 +122,8 @@ class Jax:
       return optax.apply_updates(params, updates), state
 
     start = time.perf_counter()
-    self.step = jax.jit(vmap(step), donate_argnums=(0, 1)).lower(
+    self.step = jax.jit(vmap(step), donate_argnums=(0, 1),
+                        compiler_options=compiler_options).lower(
         self.params, self.state, self.grads).compile()
     self.compile_s = time.perf_counter() - start
     self.copies = copied_bytes(self.step.as_text(), n)
@@ -174,6 +181,10 @@ def optimizers(shapes) -> dict[str, Callable[[], object]]:
       "CoRe's data, one add each": lambda: Jax(data_movement(), shapes),
       "core_optax": lambda: Jax(core_optax.core(S_MAX), shapes),
       "core_optax freezing": lambda: Jax(core_optax.core(S_MAX, **frozen), shapes, True),
+      "core_optax, region analysis": lambda: Jax(core_optax.core(S_MAX), shapes,
+                                                 compiler_options=REGION_ANALYSIS),
+      "core_optax freezing, region analysis": lambda: Jax(
+          core_optax.core(S_MAX, **frozen), shapes, True, compiler_options=REGION_ANALYSIS),
       "core_optax freezing bf16 state": lambda: Jax(
           core_optax.core(S_MAX, state_dtype=jnp.bfloat16, **frozen), shapes, True),
       "torch Adam": lambda: Torch(lambda p: torch.optim.Adam(p, lr=S_MAX), shapes),
