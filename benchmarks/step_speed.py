@@ -1,4 +1,4 @@
-"""Step time and state memory of CoRe against Adam, in JAX and in PyTorch (CPU).
+"""Step time and state memory of CoRe against Adam, in JAX and in PyTorch (CPU or GPU).
 
 One table: for a 10-leaf MLP-like tree and a 300-leaf tree of small leaves, at
 1e5, 1e6 and 1e7 parameters, the median time of one optimizer step (update and
@@ -14,6 +14,9 @@ run interleaved, so that load from other processes hits them alike. Then jit
 compile times of core_optax against the number of leaves.
 
   python -m benchmarks.step_speed [--quick] [--out benchmarks/results/step_speed.md]
+
+JAX runs on its default device; on a GPU machine add ``--torch-device cuda`` (the
+region-analysis rows are XLA:CPU's and run on CPU only).
 """
 
 from __future__ import annotations
@@ -134,18 +137,20 @@ class Jax:
 
 
 class Torch:
-  """``opt.step()`` with fixed gradients."""
+  """``opt.step()`` with fixed gradients, on ``device``; a step on a GPU waits for its kernels."""
 
-  def __init__(self, make: Callable, shapes, freezing: bool = False):
-    self.params = [torch.nn.Parameter(torch.from_numpy(x)) for x in arrays(shapes, 0)]
+  def __init__(self, make: Callable, shapes, freezing: bool = False, device: str = "cpu"):
+    self.device = torch.device(device)
+    put = lambda x: torch.from_numpy(x).to(self.device)
+    self.params = [torch.nn.Parameter(put(x)) for x in arrays(shapes, 0)]
     for p, g in zip(self.params, arrays(shapes, 1)):
-      p.grad = torch.from_numpy(g)
+      p.grad = put(g)
     self.opt = make(self.params)
     self.opt.step()  # creates the state
     if freezing:  # skip to t >= t_hist, with realistic scores
       for p, s in zip(self.params, scores(shapes)):
         self.opt.state[p]["step"] = T_HIST
-        self.opt.state[p]["score"].copy_(torch.from_numpy(s))
+        self.opt.state[p]["score"].copy_(put(s))
     n = sum(p.numel() for p in self.params)
     tensors = [v for st in self.opt.state.values() for v in st.values()
                if isinstance(v, torch.Tensor) and v.numel() > 1]
@@ -154,6 +159,8 @@ class Torch:
 
   def __call__(self):
     self.opt.step()
+    if self.device.type == "cuda":
+      torch.cuda.synchronize(self.device)
 
 
 def data_movement() -> optax.GradientTransformation:
@@ -173,24 +180,29 @@ def data_movement() -> optax.GradientTransformation:
   return optax.GradientTransformation(init, update)
 
 
-def optimizers(shapes) -> dict[str, Callable[[], object]]:
+def optimizers(shapes, torch_device: str = "cpu") -> dict[str, Callable[[], object]]:
   frozen = dict(score_history=T_HIST, frozen_fraction=P_FROZEN)
   ref_frozen = dict(score_history=T_HIST, frozen=P_FROZEN)
+  region_analysis = {} if jax.default_backend() != "cpu" else {
+      "core_optax, region analysis": lambda: Jax(core_optax.core(S_MAX), shapes,
+                                                 compiler_options=REGION_ANALYSIS),
+      "core_optax freezing, region analysis": lambda: Jax(
+          core_optax.core(S_MAX, **frozen), shapes, True, compiler_options=REGION_ANALYSIS),
+  }
   return {
       "optax.adam": lambda: Jax(optax.adam(S_MAX), shapes),
       "CoRe's data, one add each": lambda: Jax(data_movement(), shapes),
       "core_optax": lambda: Jax(core_optax.core(S_MAX), shapes),
       "core_optax freezing": lambda: Jax(core_optax.core(S_MAX, **frozen), shapes, True),
-      "core_optax, region analysis": lambda: Jax(core_optax.core(S_MAX), shapes,
-                                                 compiler_options=REGION_ANALYSIS),
-      "core_optax freezing, region analysis": lambda: Jax(
-          core_optax.core(S_MAX, **frozen), shapes, True, compiler_options=REGION_ANALYSIS),
+      **region_analysis,
       "core_optax freezing bf16 state": lambda: Jax(
           core_optax.core(S_MAX, state_dtype=jnp.bfloat16, **frozen), shapes, True),
-      "torch Adam": lambda: Torch(lambda p: torch.optim.Adam(p, lr=S_MAX), shapes),
-      "torch CoRe": lambda: Torch(lambda p: CoRe(p, step_sizes=(1e-6, S_MAX)), shapes),
+      "torch Adam": lambda: Torch(lambda p: torch.optim.Adam(p, lr=S_MAX), shapes,
+                                  device=torch_device),
+      "torch CoRe": lambda: Torch(lambda p: CoRe(p, step_sizes=(1e-6, S_MAX)), shapes,
+                                  device=torch_device),
       "torch CoRe freezing": lambda: Torch(
-          lambda p: CoRe(p, step_sizes=(1e-6, S_MAX), **ref_frozen), shapes, True),
+          lambda p: CoRe(p, step_sizes=(1e-6, S_MAX), **ref_frozen), shapes, True, torch_device),
   }
 
 
@@ -218,14 +230,14 @@ def time_interleaved(runs: dict[str, Callable[[], None]], reps: int) -> dict[str
   return {name: Timing(float(np.median(t)), faults[name] / reps) for name, t in times.items()}
 
 
-def speed_table(sizes, reps) -> list[str]:
+def speed_table(sizes, reps, torch_device: str = "cpu") -> list[str]:
   lines = [("| tree | parameters | optimizer | step (ms) | / optax.adam | state (B/param) "
             "| XLA copies (B/param) | page faults / step |"), "|---|---|---|---:|---:|---:|---:|---:|"]
   for tree, shape_fn in (("MLP, 10 leaves", mlp_shapes), ("300 small leaves", small_leaves_shapes)):
     for n in sizes:
       shapes = shape_fn(n)
       count = sum(int(np.prod(s)) for s in shapes)
-      runs = {name: make() for name, make in optimizers(shapes).items()}
+      runs = {name: make() for name, make in optimizers(shapes, torch_device).items()}
       times = time_interleaved(runs, reps(n))
       for name, (seconds, faults) in times.items():
         lines.append(f"| {tree} | {count:.1e} | {name} | {seconds * 1e3:.2f} | "
@@ -254,13 +266,15 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="1e5 and 1e6 only, fewer repetitions")
   parser.add_argument("--out", type=pathlib.Path, default=None, help="write a markdown report")
+  parser.add_argument("--torch-device", default="cpu",
+                      help="where torch runs (JAX runs on its default device): cpu or cuda")
   args = parser.parse_args()
   sizes = (10**5, 10**6) if args.quick else (10**5, 10**6, 10**7)
   reps = (lambda n: 10) if args.quick else (lambda n: {10**5: 60, 10**6: 30}.get(n, 9))
   # With 2 threads on a machine shared with other jobs, torch's OpenMP threads wait on each
   # other: steps took 100-300x longer (0.28 ms -> 103 ms for Adam at 1e5). One thread is fair.
   torch.set_num_threads(1)
-  speed = speed_table(sizes, reps)
+  speed = speed_table(sizes, reps, args.torch_device)
   compile_ = compile_table(10**6 if not args.quick else 10**5, (30, 100, 300, 600))
   if args.out:
     command = "python -m benchmarks.step_speed " + " ".join(sys.argv[1:])
@@ -268,10 +282,11 @@ def main() -> None:
       if os.environ.get(name):
         command = f"{name}={os.environ[name]} {command}"
     header = [
-        "# Step speed and state memory (CPU, float32)", "",
+        f"# Step speed and state memory ({jax.default_backend().upper()}, float32)", "",
         f"Command: `{command}`", "",
         f"Machine: {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} torch threads, jax {jax.__version__}, "
+        f"{torch.get_num_threads()} torch threads, JAX on {jax.devices()[0].device_kind}, "
+        f"torch on {args.torch_device}, jax {jax.__version__}, "
         f"optax {optax.__version__}, torch {torch.__version__}, shared with other jobs: "
         "medians of interleaved repetitions.", "",
     ]

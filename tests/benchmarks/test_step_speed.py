@@ -72,3 +72,15 @@ def test_region_analysis_compiles_a_core_step_with_fewer_copies():
   fewer()
   for a, b in zip(plain.params, fewer.params):
     np.testing.assert_array_equal(a, b)
+
+
+def test_torch_freezing_runs_start_past_t_hist_and_step_on_their_device():
+  shapes = step_speed.mlp_shapes(5000)
+  runs = step_speed.optimizers(shapes, torch_device="cpu")
+  run = runs["torch CoRe freezing"]()
+  assert all(p.device.type == "cpu" for p in run.params) and round(run.bytes) == 16
+  before = [p.detach().clone() for p in run.params]
+  run()
+  assert all(run.opt.state[p]["step"] == step_speed.T_HIST + 1 for p in run.params)
+  frozen = [(p == b).numpy() for p, b in zip(run.params, before)]
+  assert 0 < sum(int(f.sum()) for f in frozen) < sum(f.size for f in frozen)
