@@ -4,14 +4,15 @@ One table: for a 10-leaf MLP-like tree and a 300-leaf tree of small leaves, at
 1e5, 1e6 and 1e7 parameters, the median time of one optimizer step (update and
 apply, fixed gradients, buffers donated) of optax.adam, core_optax.core with
 freezing off and on (t_hist = 250 passed, p_frozen = 0.1; each also compiled with
-:data:`REGION_ANALYSIS`), torch.optim.Adam and
-the reference ``core_optimizer.CoRe`` (freezing off and on), and a step that
-moves CoRe's data with one add per element (:func:`data_movement`), with ratios to
-optax.adam, bytes of state per parameter, for JAX the bytes per parameter
-that the compiled step copies (see :func:`copied_bytes`), and the page faults
-per step (see :func:`time_interleaved`). The optimizers of one row group
-run interleaved, so that load from other processes hits them alike. Then jit
-compile times of core_optax against the number of leaves.
+:data:`REGION_ANALYSIS`), torch.optim.Adam and the reference
+``core_optimizer.CoRe`` (freezing off and on), and steps that move CoRe's data
+(without and with the scores ``S``) with one add per element
+(:func:`data_movement`), with ratios to optax.adam, bytes of state per
+parameter, for JAX the bytes per parameter that the compiled step copies (see
+:func:`copied_bytes`), and the page faults per step (see
+:func:`time_interleaved`). The optimizers of one row group run interleaved, so
+that load from other processes hits them alike. Then jit compile times of
+core_optax against the number of leaves.
 
   python -m benchmarks.step_speed [--quick] [--out benchmarks/results/step_speed.md]
 
@@ -163,14 +164,15 @@ class Torch:
       torch.cuda.synchronize(self.device)
 
 
-def data_movement() -> optax.GradientTransformation:
-  """Reads and writes what CoRe without scores does (G and state g, h, s), one add each.
+def data_movement(scores: bool = False) -> optax.GradientTransformation:
+  """Reads and writes what CoRe does (G and state g, h, s, and S with ``scores``), one add each.
 
   Not an optimizer: where a step is bound by memory traffic (1e7 parameters here), what
-  moving CoRe's data costs in XLA, whatever the arithmetic.
+  moving CoRe's data costs in XLA, whatever the arithmetic; with ``scores``, before
+  freezing's selection reads the scores again.
   """
   def init(params):
-    return tuple(jax.tree.map(jnp.zeros_like, params) for _ in range(3))
+    return tuple(jax.tree.map(jnp.zeros_like, params) for _ in range(4 if scores else 3))
 
   def update(updates, state, params=None):
     del params
@@ -192,6 +194,7 @@ def optimizers(shapes, torch_device: str = "cpu") -> dict[str, Callable[[], obje
   return {
       "optax.adam": lambda: Jax(optax.adam(S_MAX), shapes),
       "CoRe's data, one add each": lambda: Jax(data_movement(), shapes),
+      "CoRe's data with S, one add each": lambda: Jax(data_movement(scores=True), shapes),
       "core_optax": lambda: Jax(core_optax.core(S_MAX), shapes),
       "core_optax freezing": lambda: Jax(core_optax.core(S_MAX, **frozen), shapes, True),
       **region_analysis,

@@ -5,6 +5,7 @@ import mmap
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import core_optax
 from benchmarks import step_speed
@@ -20,11 +21,12 @@ def test_copied_bytes_sums_the_copy_instructions_per_parameter():
   assert step_speed.copied_bytes(hlo, 100) == (400 + 200 + 4) / 100
 
 
-def test_data_movement_reads_and_writes_what_core_does():
+@pytest.mark.parametrize("scores", [False, True])
+def test_data_movement_reads_and_writes_what_core_does(scores):
   grads = [jnp.arange(3.0)]
-  tx = step_speed.data_movement()
+  tx = step_speed.data_movement(scores)
   state = tx.init(grads)
-  assert len(state) == 3  # g, h, s: CoRe's state without scores
+  assert len(state) == (4 if scores else 3)  # g, h, s, and S with scores
   updates, state = tx.update(grads, state)
   np.testing.assert_array_equal(updates[0], grads[0])
   for tree in state:
