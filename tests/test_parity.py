@@ -138,14 +138,15 @@ def test_matches_reference_float64(x64, name):
 def test_matches_reference_float32():
   """Float32 roundings differ in the last bit from the first update (the reference computes
   eq. 3's beta_1 and the bias corrections in double and uses torch's lerp; XLA may contract
-  to FMA), and eq. 6's sign tests amplify such differences: at 100 updates the worst weight
-  sat at 0.98 of this tolerance under jaxlib 0.10.2 and 1.005 under 0.10.0. In the first 30
-  (20 of them freezing) it stays within 0.22 of it under both."""
+  to FMA), and eq. 6's sign tests amplify such differences: at rtol 1e-5 the worst weight
+  reached 0.98 of the tolerance under jaxlib 0.10.2 and 1.005 under 0.10.0. At this
+  tolerance it reaches 0.10 under both (and 0.7.0); a 1% error in eq. 8's score decay
+  exceeds it 3655-fold. Float64 parity (1e-9) is the exactness check."""
   ref_kwargs = dict(score_history=10, frozen=0.2, step_sizes=(1e-6, 0.1))
   weights, grad_fn = noisy_quadratic(SHAPES, np.float32)
-  grads, ref = run_reference(weights, grad_fn, 30, **ref_kwargs)
+  grads, ref = run_reference(weights, grad_fn, 100, **ref_kwargs)
   tx = core_optax.core(**ours_from_reference(ref_kwargs, len(weights)))
-  assert_same_trajectory(run_ours(tx, weights, grads), ref, rtol=1e-5, atol=1e-6)
+  assert_same_trajectory(run_ours(tx, weights, grads), ref, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("ref_kwargs", [dict(), dict(score_history=10, frozen=0.25)],
