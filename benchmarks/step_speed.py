@@ -233,9 +233,10 @@ def time_interleaved(runs: dict[str, Callable[[], None]], reps: int) -> dict[str
   return {name: Timing(float(np.median(t)), faults[name] / reps) for name, t in times.items()}
 
 
-def speed_table(sizes, reps, torch_device: str = "cpu") -> list[str]:
+def speed_table(sizes, reps, torch_device: str) -> list[str]:
   lines = [("| tree | parameters | optimizer | step (ms) | / optax.adam | state (B/param) "
-            "| XLA copies (B/param) | page faults / step |"), "|---|---|---|---:|---:|---:|---:|---:|"]
+            "| XLA copies (B/param) | page faults / step |"),
+           "|---|---|---|---:|---:|---:|---:|---:|"]
   for tree, shape_fn in (("MLP, 10 leaves", mlp_shapes), ("300 small leaves", small_leaves_shapes)):
     for n in sizes:
       shapes = shape_fn(n)

@@ -137,9 +137,10 @@ def core(
     are selected exactly, without sorting: counting passes over the scores'
     integer keys find every group's threshold (groups of similar sizes
     together), so the selection costs a few reductions per step (and
-    all-reduces of counts when sharded). For complex parameters pass ``jnp.conj(grads)`` (optax's
-    convention); real and imaginary parts are then independent weights. The
-    state of float16 and bfloat16 leaves is kept in float32.
+    all-reduces of counts when sharded). For complex parameters pass
+    ``jnp.conj(grads)`` (optax's convention); real and imaginary parts are
+    then independent weights. The state of float16 and bfloat16 leaves is
+    kept in float32.
 
     A NaN or infinite gradient element turns that weight and its ``g``,
     ``h`` and ``S`` into NaN for good, as in the reference. To skip such steps

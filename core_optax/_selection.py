@@ -363,8 +363,8 @@ def kth_largest_and_passes(
       first = None if guesses is None else _around([guesses[j] for j in slots],
                                                     groups[slots[0]][0].dtype)
       live = None if needed is None else jnp.stack([jnp.asarray(needed[j], bool) for j in slots])
-      keys, reads = _search(source, utype, jnp.stack([jnp.asarray(k, jnp.int32) for _, k in members]),
-                            sizes[slots], first, live)
+      k = jnp.stack([jnp.asarray(k, jnp.int32) for _, k in members])
+      keys, reads = _search(source, utype, k, sizes[slots], first, live)
       passes += reads * float(sizes[slots].sum() / searched_size)
       for slot, j in enumerate(slots):
         out[j] = _value(keys[slot], groups[j][0].dtype)

@@ -122,7 +122,7 @@ def test_a_bracket_of_few_scores_is_cut_to_its_extremes(ulps):
     (got,), passes = run([[jnp.asarray(x)]], [jnp.int32(k)], [jnp.float32(3.5)])
     assert np.float64(got) == reference_kth(x, k)
     extreme = rank in (1, len(ulps)) or len(set(ulps)) == 1
-    assert int(passes) == 2 if extreme else int(passes) <= 4, (rank, int(passes))
+    assert (int(passes) == 2) if extreme else (int(passes) <= 4), (rank, int(passes))
 
 
 @SETTINGS
