@@ -14,11 +14,11 @@ import time
 
 import jax
 
-from benchmarks import optimizers as optimizers_lib
-from benchmarks import report as report_lib
-from benchmarks import runner
+from benchmarks.comparison import optimizers as optimizers_lib
+from benchmarks.comparison import report as report_lib
+from benchmarks.comparison import runner
 from benchmarks import vmap_speedup
-from benchmarks.tasks import TASKS
+from benchmarks.comparison.tasks import TASKS
 
 RUNS = pathlib.Path(__file__).parent / "runs"
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks import task as task_lib
+from benchmarks.comparison import task as task_lib
 
 
 def _timed(fn) -> tuple[float, float]:

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import optimizers, report, runner
-from benchmarks import task as task_lib
+from benchmarks.comparison import optimizers, report, runner
+from benchmarks.comparison import task as task_lib
 
 CALLS = []
 

@@ -9,8 +9,9 @@ import numpy as np
 import optax
 import pytest
 
-from benchmarks.data import digits, fashion_mnist, images
-from benchmarks.tasks import TASKS, _classifier, _image, _vae
+from benchmarks.comparison.data import digits, fashion_mnist, images
+from benchmarks.comparison.tasks import TASKS
+from benchmarks.comparison.tasks.common import classifier, image, vae
 
 
 def _tiny_images() -> images.ImageData:
@@ -22,13 +23,13 @@ def _tiny_images() -> images.ImageData:
       y_test=rng.integers(0, 10, 20).astype(np.int32))
 
 
-def _tiny_task(model: _image.ImageModel):
-  budget = _image.Budget(n_train=70, n_test=20, epochs=2)
-  return _image.make_task(name="tiny", regime="mini-batch", error_name="e", model=model,
+def _tiny_task(model: image.ImageModel):
+  budget = image.Budget(n_train=70, n_test=20, epochs=2)
+  return image.make_task(name="tiny", regime="mini-batch", error_name="e", model=model,
                           load=_tiny_images, budgets={"quick": budget, "full": budget})
 
 
-MODELS = {"vae": _vae.MODEL, "classifier": _classifier.MODEL}
+MODELS = {"vae": vae.MODEL, "classifier": classifier.MODEL}
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +54,13 @@ def test_only_the_classifier_reports_accuracy(tiny_results):
 
 
 def test_a_seed_trains_the_same_alone_and_vmapped_with_others(tiny_results):
-  alone = _tiny_task(_vae.MODEL).run(optax.adam(1e-3), jnp.arange(1, 2), "quick").errors
+  alone = _tiny_task(vae.MODEL).run(optax.adam(1e-3), jnp.arange(1, 2), "quick").errors
   np.testing.assert_allclose(alone[0], tiny_results["vae"].errors[1], rtol=1e-4)
 
 
 @pytest.mark.parametrize("layer, x, fan_in", [
-    (_image.torch_dense(300, 50), jnp.zeros((1, 50)), 50),
-    (_image.TorchConv(300, 4, 3), jnp.zeros((1, 5, 5, 4)), 36),
+    (image.torch_dense(300, 50), jnp.zeros((1, 50)), 50),
+    (image.TorchConv(300, 4, 3), jnp.zeros((1, 5, 5, 4)), 36),
 ], ids=["dense", "conv"])
 def test_layers_are_initialised_like_torch(layer, x, fan_in):
   bound = 1 / math.sqrt(fan_in)
@@ -69,7 +70,7 @@ def test_layers_are_initialised_like_torch(layer, x, fan_in):
 
 
 def test_torch_conv_is_a_valid_cross_correlation():
-  layer = _image.TorchConv(2, 3, 3)
+  layer = image.TorchConv(2, 3, 3)
   x = jax.random.normal(jax.random.key(1), (2, 6, 7, 3))
   params = layer.init(jax.random.key(0), x)["params"]
   expected = jax.lax.conv_general_dilated(x, params["kernel"], (1, 1), "VALID",

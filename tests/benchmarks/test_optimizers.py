@@ -8,7 +8,7 @@ import optax
 import pytest
 import torch
 
-from benchmarks import optimizers, transforms
+from benchmarks.comparison import optimizers, transforms
 
 LR = 0.01
 N_STEPS = 8

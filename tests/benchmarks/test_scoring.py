@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmarks import scoring
+from benchmarks.comparison import scoring
 
 
 def test_seed_minima_take_the_minimum_over_evaluations_and_penalise_failed_seeds():

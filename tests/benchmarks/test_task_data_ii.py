@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks.data import csbm, emt, photos, sine
-from benchmarks.tasks import ss
+from benchmarks.comparison.data import csbm, emt, photos, sine
+from benchmarks.comparison.tasks import ss
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,10 @@ import numpy as np
 import optax
 import pytest
 
-from benchmarks.data import emt
-from benchmarks.task import Mode, Task
-from benchmarks.tasks import _episodes, mlp, nr, ra, sr, ss, ts
+from benchmarks.comparison.data import emt
+from benchmarks.comparison.task import Mode, Task
+from benchmarks.comparison.tasks import mlp, nr, ra, sr, ss, ts
+from benchmarks.comparison.tasks.common import episodes
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def tiny_emt(monkeypatch):
 
 @pytest.fixture
 def tiny_sizes(monkeypatch, tiny_emt):
-  monkeypatch.setitem(_episodes.SPECS, "quick", _episodes.EpisodeSpec(max_steps=60, max_episodes=4, block=2))
+  monkeypatch.setitem(episodes.SPECS, "quick", episodes.EpisodeSpec(max_steps=60, max_episodes=4, block=2))
   monkeypatch.setitem(sr.SIZES, "quick", sr.Size(n_train=10, n_test=3, crop=16, n_epochs=2))
   monkeypatch.setitem(ss.N_EPOCHS, "quick", 2)
   monkeypatch.setitem(ts.SIZES, "quick", ts.Size(n_train=2, length=12, n_epochs=2))

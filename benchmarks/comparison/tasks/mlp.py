@@ -5,7 +5,7 @@ atomic networks (22 -> 25 -> 25 -> 1, tanh) map atom-centred symmetry functions
 (Behler's radial G2 per neighbour element and angular G4 per element pair,
 cosine cutoff 6 A) to atomic energies; the energy is their sum and the forces
 are minus its gradient with respect to the positions. Reference data: ASE's
-EMT potential on 32-atom Cu-Au clusters (:mod:`benchmarks.data.emt`).
+EMT potential on 32-atom Cu-Au clusters (:mod:`benchmarks.comparison.data.emt`).
 
 Loss (the lMLP's): ``q^2 * MSE(energy per atom) + MSE(force components)`` with
 q = 10.9, energies in eV and forces in eV/A, mini-batches of 10% of the training
@@ -29,10 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.data import emt
-from benchmarks.task import Mode, Task, TaskResult
-from benchmarks.tasks import _training
-from benchmarks.tasks._layers import init_linear, linear
+from benchmarks.comparison.data import emt
+from benchmarks.comparison.task import Mode, Task, TaskResult
+from benchmarks.comparison.tasks.common import training
+from benchmarks.comparison.tasks.common.layers import init_linear, linear
 
 CUTOFF = 6.0  # A
 RADIAL_SHIFTS = (2.0, 2.8, 3.6, 4.4, 5.2)  # A
@@ -262,7 +262,7 @@ def batches(key: jax.Array, data) -> jax.Array:
 def run(tx: optax.GradientTransformation, seeds: jax.Array, mode: Mode) -> TaskResult:
   arrays = prepared(SIZES[mode].n_structures)
   data = {k: jnp.asarray(v) for k, v in arrays.items() if k not in ("shift", "scale")}
-  metrics = _training.train(
+  metrics = training.train(
       tx, seeds, data, init=init, batches=batches,
       loss=lambda params, data, batch, key: errors(params, data, batch)["loss"],
       evaluate=lambda params, data: errors(params, data, data["test"]),

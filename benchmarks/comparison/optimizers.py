@@ -26,8 +26,8 @@ from typing import Callable, Literal, Mapping
 import optax
 
 import core_optax
-from benchmarks import task as task_lib
-from benchmarks import transforms
+from benchmarks.comparison import task as task_lib
+from benchmarks.comparison import transforms
 
 Family = Literal["SGD", "momentum", "adaptive", "adaptive + momentum", "sign-based"]
 

@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from benchmarks.task import Mode, Task, TaskResult
-from benchmarks.tasks import _episodes
-from benchmarks.tasks._layers import init_linear, linear
+from benchmarks.comparison.task import Mode, Task, TaskResult
+from benchmarks.comparison.tasks.common import episodes
+from benchmarks.comparison.tasks.common.layers import init_linear, linear
 
 HIDDEN = 128
 
@@ -44,7 +44,7 @@ def no_noise(key: jax.Array) -> jax.Array:
   return jnp.zeros((0,))
 
 
-def loss(params: optax.Params, episode: _episodes.Episode,
+def loss(params: optax.Params, episode: episodes.Episode,
          returns: jax.Array) -> jax.Array:
   """Policy loss with the detached value as baseline plus smooth-L1 value loss."""
   logits, values = actor_critic(params, episode.observations)
@@ -57,8 +57,8 @@ def loss(params: optax.Params, episode: _episodes.Episode,
 
 
 def run(tx: optax.GradientTransformation, seeds: jax.Array, mode: Mode) -> TaskResult:
-  return _episodes.train(tx, seeds, init=init, policy=policy, draw_noise=no_noise,
-                         loss=loss, spec=_episodes.SPECS[mode])
+  return episodes.train(tx, seeds, init=init, policy=policy, draw_noise=no_noise,
+                         loss=loss, spec=episodes.SPECS[mode])
 
 
 TASK = Task(
@@ -66,5 +66,5 @@ TASK = Task(
     regime="intermediate",
     error_name="episodes to solve",
     run=run,
-    cuts=_episodes.CUTS,
+    cuts=episodes.CUTS,
 )

@@ -6,7 +6,7 @@ D^-1/2 (I + A) D^-1/2 of the directed citations with row-sum degrees. Per seed
 a random permutation splits the nodes: test the first 1000, validation the next
 500, training the remaining 1208. Full batch: one optimizer step per epoch,
 mean NLL over the training nodes. Runs on the Cora-shaped CSBM graph of
-:mod:`benchmarks.data.csbm` (Cora is not available offline).
+:mod:`benchmarks.comparison.data.csbm` (Cora is not available offline).
 
 Both products are sparse: the features through their word indices, the
 adjacency through its edge list.
@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.data import csbm
-from benchmarks.task import Mode, Task, TaskResult
-from benchmarks.tasks import _training
+from benchmarks.comparison.data import csbm
+from benchmarks.comparison.task import Mode, Task, TaskResult
+from benchmarks.comparison.tasks.common import training
 
 HIDDEN = 16
 DROPOUT = 0.5
@@ -102,7 +102,7 @@ def evaluate(params: optax.Params, data) -> dict[str, jax.Array]:
 
 
 def run(tx: optax.GradientTransformation, seeds: jax.Array, mode: Mode) -> TaskResult:
-  metrics = _training.train(
+  metrics = training.train(
       tx, seeds, jax.tree.map(jnp.asarray, graph_arrays()),
       init=init, batches=lambda key, data: jnp.zeros((1,)), loss=loss,
       evaluate=evaluate, n_epochs=N_EPOCHS[mode], per_seed=split)

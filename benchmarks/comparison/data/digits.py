@@ -15,7 +15,7 @@ import skimage.transform
 import sklearn.datasets
 import sklearn.model_selection
 
-from benchmarks.data import images
+from benchmarks.comparison.data import images
 
 N_TEST = 300
 

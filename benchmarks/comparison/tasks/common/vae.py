@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from benchmarks.tasks import _image
+from benchmarks.comparison.tasks.common import image
 
 LATENT = 20
 HIDDEN = 400
@@ -19,12 +19,12 @@ class VAE(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, key: jax.Array) -> tuple[jax.Array, ...]:
-    h = nn.relu(_image.torch_dense(HIDDEN, PIXELS)(x.reshape(x.shape[0], PIXELS)))
-    mu = _image.torch_dense(LATENT, HIDDEN)(h)
-    logvar = _image.torch_dense(LATENT, HIDDEN)(h)
+    h = nn.relu(image.torch_dense(HIDDEN, PIXELS)(x.reshape(x.shape[0], PIXELS)))
+    mu = image.torch_dense(LATENT, HIDDEN)(h)
+    logvar = image.torch_dense(LATENT, HIDDEN)(h)
     z = mu + jax.random.normal(key, mu.shape) * jnp.exp(0.5 * logvar)
-    h = nn.relu(_image.torch_dense(HIDDEN, LATENT)(z))
-    return _image.torch_dense(PIXELS, HIDDEN)(h), mu, logvar
+    h = nn.relu(image.torch_dense(HIDDEN, LATENT)(z))
+    return image.torch_dense(PIXELS, HIDDEN)(h), mu, logvar
 
 
 def _summed_losses(params, x: jax.Array, key: jax.Array) -> jax.Array:
@@ -53,4 +53,4 @@ def _test_sums(params, x, y, key):
   return {"error": _summed_losses(params, x, key).sum()}
 
 
-MODEL = _image.ImageModel(init=_init, train_loss=_train_loss, test_sums=_test_sums)
+MODEL = image.ImageModel(init=_init, train_loss=_train_loss, test_sums=_test_sums)

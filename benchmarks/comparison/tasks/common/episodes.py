@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.task import Mode, TaskResult
-from benchmarks.tasks import _cartpole
+from benchmarks.comparison.task import Mode, TaskResult
+from benchmarks.comparison.tasks.common import cartpole
 
 GAMMA = 0.99
 SOLVED_REWARD = 475.0
@@ -122,14 +122,14 @@ def play(policy: Policy, draw_noise: DrawNoise, params: optax.Params,
     k_noise, k_action = jax.random.split(jax.random.fold_in(k_steps, t))
     noise = draw_noise(k_noise)
     action = jax.random.categorical(k_action, policy(params, state, noise))
-    next_state, fell = _cartpole.step(state, action)
+    next_state, fell = cartpole.step(state, action)
     length = ep.length + jnp.where(done, 0, 1)
     ep = Episode(ep.observations.at[t].set(state), ep.actions.at[t].set(action),
                  ep.noise.at[t].set(noise), length)
     next_state = jnp.where(done, state, next_state)
     return t + 1, ep, next_state, done | fell | (length >= max_steps)
 
-  start = (jnp.int32(0), start, _cartpole.reset(k_reset), skip)
+  start = (jnp.int32(0), start, cartpole.reset(k_reset), skip)
   _, ep, _, _ = jax.lax.while_loop(cond, body, start)
   return ep
 

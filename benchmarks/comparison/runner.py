@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from benchmarks import optimizers as optimizers_lib
-from benchmarks import task as task_lib
+from benchmarks.comparison import optimizers as optimizers_lib
+from benchmarks.comparison import task as task_lib
 
 DEFAULT_SEEDS: dict[task_lib.Mode, int] = {"quick": 3, "standard": 5, "full": 20}
 

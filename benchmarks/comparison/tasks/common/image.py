@@ -1,9 +1,10 @@
 """What the four image tasks share: torch-style layers and the seed-vmapped training program.
 
 A task here is a Flax model with a training loss and test sums, a data loader, and a
-:class:`Budget` per mode. :func:`make_task` turns them into a :class:`benchmarks.task.Task`
-whose ``run`` trains all seeds together: one compiled training step and one compiled test
-step, ``vmap``-ped over the seeds, driven over shuffled mini-batches of 64 and epochs.
+:class:`Budget` per mode. :func:`make_task` turns them into a
+:class:`benchmarks.comparison.task.Task` whose ``run`` trains all seeds together: one compiled
+training step and one compiled test step, ``vmap``-ped over the seeds, driven over shuffled
+mini-batches of 64 and epochs.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks import task as task_lib
-from benchmarks.data import images
+from benchmarks.comparison import task as task_lib
+from benchmarks.comparison.data import images
 
 Params = Any
 

@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.data.sine import sine_waves
-from benchmarks.task import Mode, Task, TaskResult
-from benchmarks.tasks import _training
-from benchmarks.tasks._layers import init_linear, linear, torch_uniform
+from benchmarks.comparison.data.sine import sine_waves
+from benchmarks.comparison.task import Mode, Task, TaskResult
+from benchmarks.comparison.tasks.common import training
+from benchmarks.comparison.tasks.common.layers import init_linear, linear, torch_uniform
 
 HIDDEN = 51
 N_TEST = 3
@@ -90,7 +90,7 @@ def run(tx: optax.GradientTransformation, seeds: jax.Array, mode: Mode) -> TaskR
   with jax.enable_x64(True):
     data = {"train": jnp.asarray(waves[N_TEST:N_TEST + size.n_train]),
             "test": jnp.asarray(waves[:N_TEST])}
-    metrics = _training.train(
+    metrics = training.train(
         tx, seeds, data,
         init=init,
         batches=lambda key, data: jnp.zeros((1,)),

@@ -4,7 +4,7 @@ Conv 1 -> 64 (5x5), ReLU, conv 64 -> 64 (3x3), ReLU, conv 64 -> 32 (3x3), ReLU,
 conv 32 -> 16 (3x3), pixel shuffle by 4; orthogonal kernels (gain sqrt(2) for
 the first three, 1 for the last), torch-default biases. Mean squared error on
 the Y channel, batches of 10. Data: crops of the photographs bundled with
-scikit-image and scikit-learn (:mod:`benchmarks.data.photos`), as BSD300 is not
+scikit-image and scikit-learn (:mod:`benchmarks.comparison.data.photos`), as BSD300 is not
 available offline.
 """
 
@@ -19,10 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.data.photos import UPSCALE, super_resolution_data
-from benchmarks.task import Mode, Task, TaskResult
-from benchmarks.tasks import _training
-from benchmarks.tasks._layers import torch_uniform
+from benchmarks.comparison.data.photos import UPSCALE, super_resolution_data
+from benchmarks.comparison.task import Mode, Task, TaskResult
+from benchmarks.comparison.tasks.common import training
+from benchmarks.comparison.tasks.common.layers import torch_uniform
 
 BATCH = 10
 # (kernel size, in channels, out channels, orthogonal gain)
@@ -123,7 +123,7 @@ def _data(size: Size) -> dict[str, np.ndarray]:
 def run(tx: optax.GradientTransformation, seeds: jax.Array, mode: Mode) -> TaskResult:
   size = SIZES[mode]
   data = jax.tree.map(jnp.asarray, _data(size))
-  metrics = _training.train(tx, seeds, data, init=init, batches=batches, loss=loss,
+  metrics = training.train(tx, seeds, data, init=init, batches=batches, loss=loss,
                             evaluate=evaluate, n_epochs=size.n_epochs)
   return TaskResult(errors=metrics["mse"],
                     extras={"psnr": 10 * np.log10(1 / metrics["mse"])})

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from benchmarks.tasks import _image
+from benchmarks.comparison.tasks.common import image
 
 
 class Classifier(nn.Module):
@@ -14,13 +14,13 @@ class Classifier(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = nn.relu(_image.TorchConv(32, 1, 3)(x))
-    x = nn.relu(_image.TorchConv(64, 32, 3)(x))
+    x = nn.relu(image.TorchConv(32, 1, 3)(x))
+    x = nn.relu(image.TorchConv(64, 32, 3)(x))
     x = x.reshape(x.shape[0], 12, 2, 12, 2, 64).max((2, 4))  # 2x2 max-pool, fast on CPU.
     x = nn.Dropout(0.25, deterministic=not train)(x)
-    x = nn.relu(_image.torch_dense(128, 9216)(x.reshape(x.shape[0], 9216)))
+    x = nn.relu(image.torch_dense(128, 9216)(x.reshape(x.shape[0], 9216)))
     x = nn.Dropout(0.5, deterministic=not train)(x)
-    return jax.nn.log_softmax(_image.torch_dense(10, 128)(x))
+    return jax.nn.log_softmax(image.torch_dense(10, 128)(x))
 
 
 def _init(key: jax.Array, x: jax.Array):
@@ -40,4 +40,4 @@ def _test_sums(params, x, y, key):
   return {"error": nll.sum(), "accuracy": (log_probs.argmax(-1) == y).sum().astype(jnp.float32)}
 
 
-MODEL = _image.ImageModel(init=_init, train_loss=_train_loss, test_sums=_test_sums)
+MODEL = image.ImageModel(init=_init, train_loss=_train_loss, test_sums=_test_sums)

@@ -8,7 +8,7 @@ import pathlib
 
 import numpy as np
 
-from benchmarks.data import images
+from benchmarks.comparison.data import images
 
 DIRECTORY = pathlib.Path("/usr/share/datasets/fashion-mnist")
 INSTALL_HINT = "sudo apt-get install dataset-fashion-mnist"

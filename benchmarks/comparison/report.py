@@ -1,8 +1,9 @@
 """Tables and figures from a saved run: scores (eqs. 19-22), best learning rates, convergence.
 
-``build([out])`` reads ``out/raw`` and ``out/tasks`` (see :mod:`benchmarks.runner`) and writes
-``out/report/``; ``build([a, b], ..., report_dir)`` reports the tasks of several runs of one
-mode and seeds together (e.g. the image tasks and tasks II). It writes: ``scores.md`` (all tables, the run's command and every task's cuts),
+``build([out])`` reads ``out/raw`` and ``out/tasks`` (see :mod:`benchmarks.comparison.runner`)
+and writes ``out/report/``; ``build([a, b], ..., report_dir)`` reports the tasks of several runs
+of one mode and seeds together (e.g. the image tasks and the other six). It writes:
+``scores.md`` (all tables, the run's command and every task's cuts),
 ``scores.csv``, ``min_errors.csv``, ``task_scores.png`` (like the paper's Figure 1),
 ``overall_scores.png`` (Figure 2) and ``convergence_<task>.png`` (Figure 5).
 """
@@ -20,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks import scoring  # noqa: E402
+from benchmarks.comparison import scoring  # noqa: E402
 
 N_CONVERGENCE_CURVES = 8
 

@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from benchmarks.task import Mode, Task, TaskResult
-from benchmarks.tasks import _episodes
-from benchmarks.tasks._layers import init_linear, linear
+from benchmarks.comparison.task import Mode, Task, TaskResult
+from benchmarks.comparison.tasks.common import episodes
+from benchmarks.comparison.tasks.common.layers import init_linear, linear
 
 HIDDEN = 128
 DROPOUT = 0.6
@@ -41,7 +41,7 @@ def policy(params: optax.Params, observation: jax.Array, keep: jax.Array) -> jax
   return linear(params["affine2"], jax.nn.relu(h))
 
 
-def loss(params: optax.Params, episode: _episodes.Episode,
+def loss(params: optax.Params, episode: episodes.Episode,
          returns: jax.Array) -> jax.Array:
   """``sum(-log pi(a_t | s_t) * R_t)``, replaying the episode's dropout masks."""
   logits = jax.vmap(policy, (None, 0, 0))(params, episode.observations, episode.noise)
@@ -51,9 +51,9 @@ def loss(params: optax.Params, episode: _episodes.Episode,
 
 
 def run(tx: optax.GradientTransformation, seeds: jax.Array, mode: Mode) -> TaskResult:
-  return _episodes.train(tx, seeds, init=init, policy=policy, draw_noise=draw_mask,
+  return episodes.train(tx, seeds, init=init, policy=policy, draw_noise=draw_mask,
                          loss=loss,
-                         spec=_episodes.SPECS[mode])
+                         spec=episodes.SPECS[mode])
 
 
 TASK = Task(
@@ -61,5 +61,5 @@ TASK = Task(
     regime="intermediate",
     error_name="episodes to solve",
     run=run,
-    cuts=_episodes.CUTS,
+    cuts=episodes.CUTS,
 )

@@ -1,0 +1,1 @@
+"""What several tasks share: models, training loops, CartPole and its episodes."""
