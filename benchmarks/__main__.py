@@ -1,15 +1,29 @@
-"""Command line: ``python -m benchmarks {run,report,vmap-speedup} ...``.
+"""Command line: ``python -m benchmarks <verb> ...``, one verb per job.
 
+The accuracy comparison (benchmarks/comparison):
   python -m benchmarks run [--quick|--standard|--full] [--tasks ...] [--optimizers ...]
                            [--seeds N] [--out DIR]
   python -m benchmarks report DIR [DIR ...] [--to REPORT_DIR]
+
+The studies (benchmarks/studies, one module each):
+  python -m benchmarks step-speed [--quick] [--out FILE] [--torch-device cpu|cuda]
+  python -m benchmarks state-dtype-accuracy
+  python -m benchmarks selection-passes [--steps 600]
+  python -m benchmarks chunked-reductions
+  python -m benchmarks vmap-selection
   python -m benchmarks vmap-speedup [--task AEF] [--optimizer CoRe] [--seeds 5] [--mode quick]
+
+run, report and vmap-speedup reuse compiled programs from benchmarks/runs/jax_cache; the
+other studies compile afresh (step-speed times compilation). `python -m benchmarks VERB -h`
+lists a verb's options.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import pathlib
+import sys
 import time
 
 import jax
@@ -17,10 +31,23 @@ import jax
 from benchmarks.comparison import optimizers as optimizers_lib
 from benchmarks.comparison import report as report_lib
 from benchmarks.comparison import runner
-from benchmarks import vmap_speedup
 from benchmarks.comparison.tasks import TASKS
 
 RUNS = pathlib.Path(__file__).parent / "runs"
+
+STUDIES = {
+    "step-speed": ("step_speed", "step time and state memory against Adam, JAX and torch"),
+    "state-dtype-accuracy": ("state_dtype_accuracy", "accuracy cost of bfloat16 state"),
+    "selection-passes": ("selection_passes", "passes over the scores of freezing's selection"),
+    "chunked-reductions": ("chunked_reductions", "why the selection counts in chunks"),
+    "vmap-selection": ("vmap_selection", "what freezing costs under vmap"),
+    "vmap-speedup": ("vmap_speedup", "time vmapped seeds of a task against a Python loop"),
+}
+"""Verb: (module in :mod:`benchmarks.studies`, help). A study's module has
+``add_arguments(parser)`` and ``main(args)``."""
+
+CACHED = ("run", "report", "vmap-speedup")
+"""Verbs that reuse compiled programs across runs (see :func:`_enable_compilation_cache`)."""
 
 
 def _enable_compilation_cache() -> None:
@@ -29,12 +56,18 @@ def _enable_compilation_cache() -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _study(verb: str):
+  return importlib.import_module(f"benchmarks.studies.{STUDIES[verb][0]}")
+
+
+def _parser(verb: str | None = None) -> argparse.ArgumentParser:
+  """The CLI; only the study named by ``verb`` is imported (each brings its own dependencies)."""
   parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  commands = parser.add_subparsers(dest="command", required=True)
+  commands = parser.add_subparsers(dest="command", required=True, metavar="VERB")
 
-  run = commands.add_parser("run", help="train and score; resumes an interrupted run")
+  run = commands.add_parser("run", help="train and score the comparison; resumes an "
+                            "interrupted run")
   modes = run.add_mutually_exclusive_group()
   for mode, text in (("quick", "recommended learning rate per optimizer, tiny data (default)"),
                      ("standard", "learning-rate grid, cut data and epochs (2 CPU cores, ~2 h "
@@ -55,17 +88,21 @@ def _parser() -> argparse.ArgumentParser:
   report.add_argument("--to", type=pathlib.Path, help="report directory (default DIR/report; "
                       "required for several runs)")
 
-  speedup = commands.add_parser("vmap-speedup", help="time vmapped seeds against a Python loop")
-  speedup.add_argument("--task", choices=list(TASKS), default="AEF")
-  speedup.add_argument("--optimizer", choices=list(optimizers_lib.OPTIMIZERS), default="CoRe")
-  speedup.add_argument("--seeds", type=int, default=5)
-  speedup.add_argument("--mode", choices=["quick", "standard", "full"], default="quick")
+  for name, (_, text) in STUDIES.items():
+    study = commands.add_parser(name, help=text,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    if name == verb:
+      module = _study(name)
+      study.description = module.__doc__
+      module.add_arguments(study)
   return parser
 
 
-def main() -> None:
-  args = _parser().parse_args()
-  _enable_compilation_cache()
+def main(argv: list[str] | None = None) -> None:
+  argv = sys.argv[1:] if argv is None else argv
+  args = _parser(argv[0] if argv else None).parse_args(argv)
+  if args.command in CACHED:
+    _enable_compilation_cache()
   if args.command == "run":
     mode = args.mode or "quick"
     out = args.out or RUNS / mode
@@ -78,10 +115,7 @@ def main() -> None:
   elif args.command == "report":
     print(report_lib.build(args.dirs, list(optimizers_lib.OPTIMIZERS), args.to))
   else:
-    optimizer = optimizers_lib.OPTIMIZERS[args.optimizer]
-    task = TASKS[args.task]
-    print(vmap_speedup.measure(task, optimizer.build(optimizer.quick_lr[task.regime]),
-                               args.seeds, args.mode))
+    _study(args.command).main(args)
 
 
 if __name__ == "__main__":

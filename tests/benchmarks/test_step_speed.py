@@ -1,4 +1,7 @@
-"""The measuring parts of benchmarks/step_speed.py: copied bytes, the data-movement step, the steps."""
+"""The measuring parts of the step-speed study: copied bytes, the data-movement step, the steps.
+
+What the studies share is in ``benchmarks/studies/timing.py``, the rest in ``step_speed.py``.
+"""
 
 import mmap
 
@@ -8,7 +11,7 @@ import optax
 import pytest
 
 import core_optax
-from benchmarks import step_speed
+from benchmarks.studies import step_speed, timing
 
 
 def test_copied_bytes_sums_the_copy_instructions_per_parameter():
@@ -18,7 +21,7 @@ def test_copied_bytes_sums_the_copy_instructions_per_parameter():
   %copy.3 = pred[4]{0} copy(%mask)
   %add.1 = f32[10,10]{1,0} add(%copy.1, %copy.1)
   """
-  assert step_speed.copied_bytes(hlo, 100) == (400 + 200 + 4) / 100
+  assert timing.copied_bytes(hlo, 100) == (400 + 200 + 4) / 100
 
 
 @pytest.mark.parametrize("scores", [False, True])
@@ -34,18 +37,18 @@ def test_data_movement_reads_and_writes_what_core_does(scores):
 
 
 def test_freezing_runs_start_past_t_hist_and_step():
-  shapes = step_speed.mlp_shapes(5000)
-  run = step_speed.Jax(core_optax.core(1e-3, score_history=step_speed.T_HIST,
-                                       frozen_fraction=step_speed.P_FROZEN), shapes, freezing=True)
-  assert round(run.bytes) == 16 and int(run.state[0].tau) == step_speed.T_HIST  # + thresholds
+  shapes = timing.mlp_shapes(5000)
+  run = timing.Jax(core_optax.core(1e-3, score_history=timing.T_HIST,
+                                       frozen_fraction=timing.P_FROZEN), shapes, freezing=True)
+  assert round(run.bytes) == 16 and int(run.state[0].tau) == timing.T_HIST  # + thresholds
   before = [np.asarray(p) for p in run.params]
   run()
-  assert int(run.state[0].tau) == step_speed.T_HIST + 1
+  assert int(run.state[0].tau) == timing.T_HIST + 1
   frozen = [np.asarray(p) == b for p, b in zip(run.params, before)]
   n_frozen = sum(int(f.sum()) for f in frozen)
   n = sum(f.size for f in frozen)
   assert 0 < n_frozen < n  # some weights frozen (about P_FROZEN of each group), most moved
-  adam = step_speed.Jax(optax.adam(1e-3), shapes)
+  adam = timing.Jax(optax.adam(1e-3), shapes)
   assert adam.bytes == 8 and adam.copies == 0
 
 
@@ -56,7 +59,7 @@ def test_timing_counts_the_page_faults_of_fresh_memory():
     with mmap.mmap(-1, size) as memory:
       memory[::mmap.PAGESIZE] = b"x" * (size // mmap.PAGESIZE)
 
-  timings = step_speed.time_interleaved({"touch": touch, "idle": lambda: None}, reps=3)
+  timings = timing.time_interleaved({"touch": touch, "idle": lambda: None}, reps=3)
   assert timings["touch"].faults >= size // mmap.PAGESIZE
   assert timings["idle"].faults < 100
   assert timings["touch"].seconds > 0
@@ -64,9 +67,9 @@ def test_timing_counts_the_page_faults_of_fresh_memory():
 
 def test_region_analysis_compiles_a_core_step_with_fewer_copies():
   """The README's advice: on CPU, these compiler options drop the copy of ``s``."""
-  shapes = step_speed.mlp_shapes(5000)
-  plain = step_speed.Jax(core_optax.core(1e-3), shapes)
-  fewer = step_speed.Jax(core_optax.core(1e-3), shapes,
+  shapes = timing.mlp_shapes(5000)
+  plain = timing.Jax(core_optax.core(1e-3), shapes)
+  fewer = timing.Jax(core_optax.core(1e-3), shapes,
                          compiler_options=step_speed.REGION_ANALYSIS)
   assert round(plain.copies) == 8  # g and s
   assert round(fewer.copies) == 4  # g
@@ -77,12 +80,12 @@ def test_region_analysis_compiles_a_core_step_with_fewer_copies():
 
 
 def test_torch_freezing_runs_start_past_t_hist_and_step_on_their_device():
-  shapes = step_speed.mlp_shapes(5000)
+  shapes = timing.mlp_shapes(5000)
   runs = step_speed.optimizers(shapes, torch_device="cpu")
   run = runs["torch CoRe freezing"]()
   assert all(p.device.type == "cpu" for p in run.params) and round(run.bytes) == 16
   before = [p.detach().clone() for p in run.params]
   run()
-  assert all(run.opt.state[p]["step"] == step_speed.T_HIST + 1 for p in run.params)
+  assert all(run.opt.state[p]["step"] == timing.T_HIST + 1 for p in run.params)
   frozen = [(p == b).numpy() for p, b in zip(run.params, before)]
   assert 0 < sum(int(f.sum()) for f in frozen) < sum(f.size for f in frozen)

@@ -7,18 +7,18 @@ Prints the median time per count and the minor page faults per count. XLA:CPU gi
 comparisons of (i) a temporary of their own, in fresh memory on every call: the page faults
 of touching it cost more than the count itself.
 
-  python -m benchmarks.chunked_reductions
+  python -m benchmarks chunked-reductions
 """
 
 from __future__ import annotations
 
-import resource
-import time
+import argparse
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.studies.timing import time_interleaved
 from core_optax import _selection
 
 N = 10_000_000
@@ -37,7 +37,12 @@ def chunked(x: jax.Array) -> jax.Array:
   return _selection._fold(_selection._Keys((x,), scores=True), count, jnp.add, jnp.zeros([1]))[0]
 
 
-def main() -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  del parser  # no options
+
+
+def main(args: argparse.Namespace) -> None:
+  del args
   x = jnp.asarray(np.random.default_rng(0).uniform(size=N), jnp.float32)
   print(f"count of x >= 0.5 over {N:.0e} float32 numbers ({jax.devices()[0].platform}); "
         f"chunks of {_selection._CHUNK} numbers")
@@ -45,14 +50,6 @@ def main() -> None:
   for name, fn in (("one sum over all comparisons", whole), ("in chunks, in a loop", chunked)):
     run = jax.jit(fn)
     result = int(jax.block_until_ready(run(x)))
-    times, faults = [], resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(REPS):
-      start = time.perf_counter()
-      jax.block_until_ready(run(x))
-      times.append(time.perf_counter() - start)
-    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / REPS
-    print(f"| {name} | {np.median(times) * 1e3:.2f} | {faults:.0f} | {result} |")
-
-
-if __name__ == "__main__":
-  main()
+    count = lambda run=run: jax.block_until_ready(run(x))
+    seconds, faults = time_interleaved({name: count}, REPS)[name]
+    print(f"| {name} | {seconds * 1e3:.2f} | {faults:.0f} | {result} |")

@@ -9,12 +9,12 @@ freezing off and on (t_hist = 250 passed, p_frozen = 0.1; each also compiled wit
 (without and with the scores ``S``) with one add per element
 (:func:`data_movement`), with ratios to optax.adam, bytes of state per
 parameter, for JAX the bytes per parameter that the compiled step copies (see
-:func:`copied_bytes`), and the page faults per step (see
-:func:`time_interleaved`). The optimizers of one row group run interleaved, so
-that load from other processes hits them alike. Then jit compile times of
+:func:`benchmarks.studies.timing.copied_bytes`), and the page faults per step (see
+:func:`benchmarks.studies.timing.time_interleaved`). The optimizers of one row group run
+interleaved, so that load from other processes hits them alike. Then jit compile times of
 core_optax against the number of leaves.
 
-  python -m benchmarks.step_speed [--quick] [--out benchmarks/results/step_speed.md]
+  python -m benchmarks step-speed [--quick] [--out benchmarks/results/step_speed.md]
 
 JAX runs on its default device; on a GPU machine add ``--torch-device cuda`` (the
 region-analysis rows are XLA:CPU's and run on CPU only).
@@ -26,12 +26,8 @@ import argparse
 import os
 import pathlib
 import platform
-import re
-import resource
 import sys
-import time
 from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,100 +37,25 @@ import torch
 from core_optimizer import CoRe
 
 import core_optax
+from benchmarks.studies.timing import (
+  P_FROZEN,
+  S_MAX,
+  T_HIST,
+  Jax,
+  arrays,
+  mlp_shapes,
+  scores,
+  small_leaves_shapes,
+  time_interleaved,
+)
 
 ENVIRONMENT = ("XLA_FLAGS", "MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
 """Environment variables recorded with the command in the report."""
 
 REGION_ANALYSIS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 """XLA:CPU compiler options (``jax.jit(..., compiler_options=...)``) that let it drop some of the
-copies :func:`copied_bytes` counts; the rows "..., region analysis" compile with them."""
-
-T_HIST = 250
-P_FROZEN = 0.1
-S_MAX = 1e-3
-
-
-def mlp_shapes(n: int) -> list[tuple[int, ...]]:
-  """5 square dense layers (weights and biases): 10 leaves."""
-  d = int((n / 5) ** 0.5)
-  return [s for _ in range(5) for s in ((d, d), (d,))]
-
-
-def small_leaves_shapes(n: int, layers: int = 150) -> list[tuple[int, ...]]:
-  """``layers`` dense layers of ``n / layers`` weights each: ``2 * layers`` leaves."""
-  m = n // layers
-  a = max(1, int(m ** 0.5))
-  return [s for _ in range(layers) for s in ((a, m // a - 1), (m // a - 1,))]
-
-
-def arrays(shapes, seed: int, scale: float = 1.0) -> list[np.ndarray]:
-  rng = np.random.default_rng(seed)
-  return [(rng.normal(size=s) * scale).astype(np.float32) for s in shapes]
-
-
-def scores(shapes) -> list[np.ndarray]:
-  """Importance scores near their steady state under the fixed gradients ``arrays(shapes, 1)``.
-
-  With a gradient ``G`` every step, ``g -> G``, ``u -> sign(G)`` and ``s -> s_max``, so eq. 8's
-  average of ``g D`` tends to ``|G| s_max``; starting there (with 1% noise) keeps the scores,
-  and so the freezing threshold, from sweeping across their range while the steps are timed.
-  """
-  noise = arrays(shapes, 2, scale=0.01)
-  return [np.abs(g) * S_MAX * (1 + e) for g, e in zip(arrays(shapes, 1), noise)]
-
-
-def state_bytes(tree, n: int) -> float:
-  return sum(x.nbytes for x in jax.tree.leaves(tree) if x.size > 1) / n
-
-
-def copied_bytes(hlo: str, n: int) -> float:
-  """Bytes per parameter that the compiled step's ``copy`` instructions move (each counted once).
-
-  XLA inserts copies where a donated buffer is still read after its new value would overwrite
-  it; the copies live in temporaries, which XLA:CPU maps freshly (page faults) on every call.
-  """
-  total = 0
-  for dtype, dims in re.findall(r"= ([a-z]+\d*)\[([\d,]*)\]\{[\d,]*\} copy\(", hlo):
-    bits = int(re.sub(r"\D", "", dtype) or 8)  # pred: a byte
-    total += int(np.prod([int(d) for d in dims.split(",") if d])) * bits // 8
-  return total / n
-
-
-class Jax:
-  """A jitted, donating ``params, state <- step(params, state, grads)``.
-
-  With ``members``, the step is ``vmap``-ed over that many equal copies of the problem;
-  ``compiler_options`` go to ``jax.jit``.
-  """
-
-  def __init__(self, tx: optax.GradientTransformation, shapes, freezing: bool = False,
-               members: int | None = None, compiler_options: dict | None = None):
-    batch = [] if members is None else [members]
-    put = lambda xs: [jnp.broadcast_to(jnp.asarray(x), (*batch, *x.shape)) for x in xs]
-    vmap = jax.vmap if members else lambda f: f
-    self.params, self.grads = put(arrays(shapes, 0)), put(arrays(shapes, 1))
-    self.state = vmap(tx.init)(self.params)
-    if freezing:  # skip to tau > t_hist, with realistic scores
-      core_state = self.state[0]._replace(tau=jnp.full(batch, T_HIST, jnp.int32),
-                                          S=put(scores(shapes)))
-      self.state = (core_state, *self.state[1:])
-    n = sum(p.size for p in self.params)
-    self.bytes = state_bytes(self.state, n)
-
-    def step(params, state, grads):
-      updates, state = tx.update(grads, state, params)
-      return optax.apply_updates(params, updates), state
-
-    start = time.perf_counter()
-    self.step = jax.jit(vmap(step), donate_argnums=(0, 1),
-                        compiler_options=compiler_options).lower(
-        self.params, self.state, self.grads).compile()
-    self.compile_s = time.perf_counter() - start
-    self.copies = copied_bytes(self.step.as_text(), n)
-
-  def __call__(self):
-    self.params, self.state = self.step(self.params, self.state, self.grads)
-    jax.block_until_ready((self.params, self.state))
+copies :func:`benchmarks.studies.timing.copied_bytes` counts; the rows "..., region analysis"
+compile with them."""
 
 
 class Torch:
@@ -209,30 +130,6 @@ def optimizers(shapes, torch_device: str = "cpu") -> dict[str, Callable[[], obje
   }
 
 
-class Timing(NamedTuple):
-  seconds: float  # median per call
-  faults: float  # minor page faults of the process per call, on average
-
-
-def time_interleaved(runs: dict[str, Callable[[], None]], reps: int) -> dict[str, Timing]:
-  """Per run, one call of each per round, after one warm-up round.
-
-  Page faults are the process's (all threads): XLA:CPU allocates a step's temporaries anew on
-  every call, and glibc maps blocks above 32 MB freshly, so each of their 4 kB pages faults.
-  """
-  times = {name: [] for name in runs}
-  faults = dict.fromkeys(runs, 0)
-  for r in range(reps + 1):
-    for name, run in runs.items():
-      before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-      start = time.perf_counter()
-      run()
-      if r:
-        times[name].append(time.perf_counter() - start)
-        faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-  return {name: Timing(float(np.median(t)), faults[name] / reps) for name, t in times.items()}
-
-
 def speed_table(sizes, reps, torch_device: str) -> list[str]:
   lines = [("| tree | parameters | optimizer | step (ms) | / optax.adam | state (B/param) "
             "| XLA copies (B/param) | page faults / step |"),
@@ -266,13 +163,14 @@ def compile_table(n: int, leaf_counts) -> list[str]:
   return lines
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--quick", action="store_true", help="1e5 and 1e6 only, fewer repetitions")
   parser.add_argument("--out", type=pathlib.Path, default=None, help="write a markdown report")
   parser.add_argument("--torch-device", default="cpu",
                       help="where torch runs (JAX runs on its default device): cpu or cuda")
-  args = parser.parse_args()
+
+
+def main(args: argparse.Namespace) -> None:
   sizes = (10**5, 10**6) if args.quick else (10**5, 10**6, 10**7)
   reps = (lambda n: 10) if args.quick else (lambda n: {10**5: 60, 10**6: 30}.get(n, 9))
   # With 2 threads on a machine shared with other jobs, torch's OpenMP threads wait on each
@@ -281,7 +179,7 @@ def main() -> None:
   speed = speed_table(sizes, reps, args.torch_device)
   compile_ = compile_table(10**6 if not args.quick else 10**5, (30, 100, 300, 600))
   if args.out:
-    command = "python -m benchmarks.step_speed " + " ".join(sys.argv[1:])
+    command = "python -m benchmarks " + " ".join(sys.argv[1:])
     for name in reversed(ENVIRONMENT):  # settings that change the timings, read at start-up
       if os.environ.get(name):
         command = f"{name}={os.environ[name]} {command}"
@@ -298,7 +196,3 @@ def main() -> None:
             "every leaf its own group)", "", *compile_, ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(header + body))
-
-
-if __name__ == "__main__":
-  main()

@@ -8,7 +8,7 @@ scores' extremes, and prints how many passes over the scores each made (counts, 
 and extremes; in whole passes over all searched scores, see ``kth_largest_and_passes``).
 The two thresholds are checked equal.
 
-  python -m benchmarks.selection_passes [--steps 600]
+  python -m benchmarks selection-passes [--steps 600]
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ def loss(params, x, y):
   return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--steps", type=int, default=600)
-  args = parser.parse_args()
+
+
+def main(args: argparse.Namespace) -> None:
   x, y = load_digits(return_X_y=True)
   x, y = jnp.asarray(x / 16.0, jnp.float32), jnp.asarray(y)
   tx = core_optax.core(1e-3, score_history=T_HIST, frozen_fraction=P_FROZEN)
@@ -80,7 +81,3 @@ def main() -> None:
   print("| search starts at | median | mean | max |\n|---|---:|---:|---:|")
   for name, passes in (("thresholds kept in the state (core_optax)", warm), ("scores' extremes", cold)):
     print(f"| {name} | {np.median(passes):.0f} | {np.mean(passes):.1f} | {np.max(passes):.0f} |")
-
-
-if __name__ == "__main__":
-  main()

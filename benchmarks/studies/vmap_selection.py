@@ -7,18 +7,25 @@ tree (fixed gradients, buffers donated) for CoRe without scores, and CoRe with
 ``score_history=250, frozen_fraction=0.1`` before t_hist (tau = 0) and after it (tau = t_hist,
 scores near their steady state), with ratios to the first.
 
-  python -m benchmarks.vmap_selection
+  python -m benchmarks vmap-selection
 """
 
 from __future__ import annotations
 
+import argparse
+
 import core_optax
-from benchmarks.step_speed import P_FROZEN, S_MAX, T_HIST, Jax, mlp_shapes, time_interleaved
+from benchmarks.studies.timing import P_FROZEN, S_MAX, T_HIST, Jax, mlp_shapes, time_interleaved
 
 MEMBERS = 4
 
 
-def main() -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  del parser  # no options
+
+
+def main(args: argparse.Namespace) -> None:
+  del args
   frozen = dict(score_history=T_HIST, frozen_fraction=P_FROZEN)
   print(f"jit(vmap(step)) over {MEMBERS} members, CPU; median ms per step (ratio to CoRe)")
   print("| parameters per member | CoRe | CoRe freezing, tau < t_hist | CoRe freezing, tau > t_hist |")
@@ -33,7 +40,3 @@ def main() -> None:
     times = {name: timing.seconds for name, timing in time_interleaved(runs, 30).items()}
     print(f"| {n:.0e} | " + " | ".join(
         f"{times[name] * 1e3:.2f} ({times[name] / times['core']:.2f}x)" for name in runs) + " |")
-
-
-if __name__ == "__main__":
-  main()

@@ -5,10 +5,12 @@ test images), mini-batches of 32, 40 epochs, CoRe with the paper's mini-batch
 settings (s_max = 1e-3), with and without freezing (t_hist = 250, p_frozen =
 0.1), five seeds each; float32 state against bfloat16 ``g`` and ``s``.
 
-  python -m benchmarks.state_dtype_accuracy
+  python -m benchmarks state-dtype-accuracy
 """
 
 from __future__ import annotations
+
+import argparse
 
 import jax
 import jax.numpy as jnp
@@ -67,7 +69,12 @@ def train(tx, seed, x_train, y_train, x_test, y_test):
   return accuracy, float(loss(params, x_train, y_train))
 
 
-def main() -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  del parser  # no options
+
+
+def main(args: argparse.Namespace) -> None:
+  del args
   x_train, x_test, y_train, y_test = map(jnp.asarray, data())
   print("| freezing | state | test accuracy (mean +- std) | final training loss |")
   print("|---|---|---:|---:|")
@@ -78,7 +85,3 @@ def main() -> None:
       runs = np.array([train(tx, seed, x_train, y_train, x_test, y_test) for seed in range(SEEDS)])
       print(f"| {'on' if freezing else 'off'} | {name} | {runs[:, 0].mean():.4f} +- "
             f"{runs[:, 0].std():.4f} | {runs[:, 1].mean():.4f} |", flush=True)
-
-
-if __name__ == "__main__":
-  main()
