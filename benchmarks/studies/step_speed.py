@@ -14,7 +14,7 @@ parameter, for JAX the bytes per parameter that the compiled step copies (see
 interleaved, so that load from other processes hits them alike. Then jit compile times of
 core_optax against the number of leaves.
 
-  python -m benchmarks step-speed [--quick] [--out benchmarks/results/step_speed.md]
+  python -m benchmarks step-speed [--quick] [--out benchmarks/results/studies/step_speed.md]
 
 JAX runs on its default device; on a GPU machine add ``--torch-device cuda`` (the
 region-analysis rows are XLA:CPU's and run on CPU only).
