@@ -1,7 +1,7 @@
 """The optimizer registry: every optimizer the benchmark compares, built from one learning rate.
 
 The paper's ten optimizers run at PyTorch 2.0 defaults, reproduced exactly in optax
-(``tests/benchmarks/test_optimizers.py`` checks the first steps against torch and the
+(``tests/benchmarks/comparison/test_optimizers.py`` checks the first steps against torch and the
 ``core-optimizer`` package). The learning rate is the maximal step size ``s_max`` for
 RPROP and CoRe, whose initial step size is ``s^0 = 1e-3``.
 
