@@ -116,7 +116,7 @@ def test_a_bracket_of_few_scores_is_cut_to_its_extremes(ulps):
   rng = np.random.default_rng(0)
   x = np.concatenate([rng.uniform(-4, 3, 5000), rng.uniform(4, 5, 100)]).astype(np.float32)
   x[:len(ulps)] = 3.5 + np.array(ulps) * np.spacing(np.float32(3.5))
-  run = jax.jit(_selection.kth_largest_and_passes)
+  run = jax.jit(_selection.search)
   for rank in range(1, len(ulps) + 1):
     k = 100 + rank  # the 100 scores in [4, 5) rank first
     (got,), passes = run([[jnp.asarray(x)]], [jnp.int32(k)], [jnp.float32(3.5)])
@@ -139,15 +139,15 @@ def test_groups_spanning_leaves_are_selected_together(data):
 @SETTINGS
 @hypothesis.given(data=st.data())
 def test_reading_scores_in_chunks_gives_the_same_answer(data):
-  """With chunks and blocks of 256 keys, large groups are read from their scores and
-  key matrices in blocks of columns, in loops, with remainders."""
+  """With chunks of 256 keys, leaves of at least 256 scores are read in a loop of chunks,
+  with remainders, in groups that mix chunked and whole leaves."""
   shapes = [(30, 20), (7,), (1000,), (33, 17), (300,), (200,), (9, 9)]
   leaves = [data.draw(scores(int(np.prod(s)), np.float32)).reshape(s) for s in shapes]
   groups = [leaves[:2], leaves[2:3], leaves[3:4], leaves[4:5], leaves[5:6], leaves[6:], leaves[1:2]]
   flat = [np.concatenate([p.ravel() for p in g]) for g in groups]
   ks = [data.draw(st.integers(1, f.size)) for f in flat]
   guesses = data.draw(st.none() | st.just([reference_kth(f, k) * 1.001 for f, k in zip(flat, ks)]))
-  with mock.patch.object(_selection, "_CHUNK", 256), mock.patch.object(_selection, "_BLOCK", 256):
+  with mock.patch.object(_selection, "_CHUNK", 256):
     got = jax.jit(_selection.kth_largest)(
         [[jnp.asarray(p) for p in g] for g in groups], [jnp.int32(k) for k in ks],
         None if guesses is None else [jnp.float32(v) for v in guesses])
@@ -193,9 +193,7 @@ def test_nan_ranks_above_every_number_as_in_torch_topk(n, static):
   assert np.signbit(x[nans]).any() and not np.signbit(x[nans]).all()
   for k in sorted({1, nans.size, nans.size + 1, n}):
     want = torch.topk(torch.from_numpy(x), k).values[-1].item()
-    if static and n > 256:
-      continue  # only groups up to 256 scores take lax.top_k with a static k
-    (got,) = select([[x]], [k], static)
+    (got,) = select([[x]], [k], static)  # static: lax.top_k up to 256 scores, else counting
     np.testing.assert_array_equal(got, want)
 
 
@@ -208,7 +206,7 @@ def test_groups_not_needed_cost_no_passes_even_under_vmap(n):
   @jax.jit
   @jax.vmap
   def select(need):
-    (value,), passes = _selection.kth_largest_and_passes([[x]], [k], [jnp.float32(0.0)], [need])
+    (value,), passes = _selection.search([[x]], [k], [jnp.float32(0.0)], [need])
     return value, passes
 
   values, passes = select(jnp.array([False, False]))
@@ -223,7 +221,7 @@ def test_a_guess_near_the_answer_saves_passes():
   x = jnp.asarray(np.random.default_rng(0).lognormal(size=200_000), jnp.float32)
   k = 20_000
   answer = reference_kth(np.asarray(x), k)
-  run = jax.jit(_selection.kth_largest_and_passes)
+  run = jax.jit(_selection.search)
   (cold,), cold_passes = run([[x]], [k])
   (warm,), warm_passes = run([[x]], [k], [jnp.float32(answer * 1.001)])
   assert np.float64(cold) == np.float64(warm) == answer
