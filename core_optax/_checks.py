@@ -38,6 +38,11 @@ def is_python_number(value: Any) -> bool:
   )
 
 
+def is_static_zero(value: Any) -> bool:
+  """Whether ``value`` is the number 0, known now (a branch that does nothing can go)."""
+  return is_python_number(value) and value == 0
+
+
 def check(
     name: str,
     value: Any,

@@ -7,8 +7,8 @@ import optax
 
 from core_optax import _checks
 from core_optax import _groups
+from core_optax import _weight_decay
 from core_optax._scale_by_core import scale_by_core
-from core_optax._weight_decay import add_update_scaled_weight_decay
 
 
 def core(
@@ -21,12 +21,13 @@ def core(
     b1_initial: jax.typing.ArrayLike = 0.7375,
     b1_final: jax.typing.ArrayLike = 0.8125,
     b1_width: jax.typing.ArrayLike = 250.0,
-    b2: jax.typing.ArrayLike = 0.99,
+    b2: jax.typing.ArrayLike | None = 0.99,
     eps: jax.typing.ArrayLike = 1e-8,
     weight_decay: _groups.PerGroup = 0.1,
-    score_history: jax.typing.ArrayLike = 0,
+    score_history: jax.typing.ArrayLike | None = None,
     frozen_fraction: _groups.PerGroup = 0.0,
     groups: _groups.Groups = None,
+    mask: _weight_decay.Mask = None,
     maximize: bool = False,
     state_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -90,23 +91,34 @@ def core(
       also below 1 in float32, as are ``b1_final`` and ``b2``.
     b1_final: :math:`\beta_1^b \in [0, 1)`, decay of ``g`` in the end.
     b1_width: :math:`\beta_1^c > 0`, width of the Gaussian between them.
-    b2: :math:`\beta_2 < 1`, decay of ``h``. Negative values select the
-      reference's sign mode, :math:`u = \mathrm{sign}(g)`, which keeps no ``h``.
+    b2: :math:`\beta_2 \in [0, 1)`, decay of ``h``, or ``None`` for the
+      reference's sign mode, :math:`u = \mathrm{sign}(g)`, which keeps no ``h``
+      (the reference selects it with a negative ``b2``).
     eps: :math:`\epsilon \ge 10^{-30}` (the reference allows 0, which turns a
       zero gradient into 0/0 = NaN; float32 flushes much smaller values to 0).
     weight_decay: :math:`d_\chi \ge 0` and :math:`d_\chi < 1/s_\max` (paper,
       eq. 7; a ValueError when both are numbers); a number or
       ``{group label: number}``.
-    score_history: :math:`t_\mathrm{hist} \ge 0`, a whole number below
-      :math:`2^{31}`. 0 turns the importance scores and freezing off (a
-      ``frozen_fraction`` then warns that it has no effect).
+    score_history: :math:`t_\mathrm{hist} \ge 1`, a whole number below
+      :math:`2^{31}`, or ``None`` (the default) for no importance scores and no
+      freezing (a ``frozen_fraction`` then warns that it has no effect; the
+      reference's ``t_hist = 0``).
     frozen_fraction: :math:`p_{\mathrm{frozen},\chi} \in [0, 1]`, a number or
       ``{group label: number}``. Weights compare their scores within a group,
       across all its leaves, with the reference's relative tie tolerance.
     groups: the weight groups :math:`\chi`. ``None`` makes every leaf its own
       group (as the reference does with tensors); otherwise a pytree of
       hashable labels with the parameters' structure, or a callable mapping
-      the parameters to one. Leaves with equal labels form one group.
+      the parameters to one. Leaves with equal labels form one group. Labels
+      are matched to parameters by key path (a ``dict`` of labels fits a flax
+      ``FrozenDict`` of parameters).
+    mask: which leaves the weight decay applies to, as ``mask`` of
+      :func:`optax.adamw`: ``None`` (all), a pytree of bools with the
+      parameters' structure, or a callable ``params -> such a tree``. Mask out
+      leaves of large magnitude whose scale the data set, such as energy
+      offsets, output scales, normalisation parameters and large biases: the
+      decay pulls every decayed weight toward :math:`|w| \le 1/d_\chi`
+      (an energy shift of -1500 eV/atom would be pulled toward 10).
     maximize: ascend the objective instead of descending it.
     state_dtype: storage dtype of ``g`` and ``s`` (like ``mu_dtype`` of
       :func:`optax.adam`), for example ``jnp.bfloat16`` to keep 8 instead of
@@ -129,11 +141,13 @@ def core(
       :func:`optax.masked`).
 
   Notes:
-    Numbers given for ``b2`` and ``score_history`` decide which state is kept
-    (no ``h`` in sign mode, no ``S`` without a score history). Under
-    :func:`optax.inject_hyperparams` they arrive as arrays, so both are kept
-    and the mode is chosen at run time; with a traced ``frozen_fraction`` the
-    frozen count is computed in the hyperparameter dtype. The frozen weights
+    Only ``None`` decides which state is kept (no ``h`` when ``b2=None``, no
+    ``S`` when ``score_history=None``), so :func:`optax.inject_hyperparams`,
+    which turns numbers into arrays and leaves ``None`` alone, keeps the same
+    state as the plain optimizer. An injected ``score_history`` must stay a
+    whole number >= 1 (it is checked only where it is known); with a traced
+    ``frozen_fraction`` the frozen count is computed in the hyperparameter
+    dtype. The frozen weights
     are selected exactly, without sorting: counting passes over the scores'
     integer keys find every group's threshold (groups of similar sizes
     together), so the selection costs a few reductions per step (and
@@ -156,6 +170,7 @@ def core(
     Learning <https://doi.org/10.1088/2632-2153/ad1f76>`_, Mach. Learn.: Sci.
     Technol. 5, 015018 (2024).
   """
+  grouping = _groups.Grouping(groups)  # resolved once for both transformations
   tx = optax.chain(
       scale_by_core(
           max_step_size,
@@ -170,11 +185,11 @@ def core(
           eps=eps,
           score_history=score_history,
           frozen_fraction=frozen_fraction,
-          groups=groups,
+          groups=grouping,
           maximize=maximize,
           state_dtype=state_dtype,
       ),
-      add_update_scaled_weight_decay(weight_decay, groups=groups),
+      _weight_decay.add_update_scaled_weight_decay(weight_decay, groups=grouping, mask=mask),
       optax.scale(-1.0),
   )
   _checks.check_decay_below_inverse_step(weight_decay, max_step_size)  # after both are checked

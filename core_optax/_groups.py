@@ -4,14 +4,21 @@ A group is the set of leaves that carry the same label. Labels come from a pytre
 of labels with the structure of the parameters, or from a callable that maps the
 parameters to such a tree (like ``optax.masked`` and ``optax.multi_transform``).
 Without labels every leaf is its own group, as in the reference implementation.
+
+Labels are matched to the parameters by key path, so a label tree of plain dicts
+labels parameters held in flax ``FrozenDict`` or other mappings with the same keys.
+:class:`Grouping` resolves the labels once per tree structure; :func:`core_optax.core`
+hands one to both of its transformations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
-from typing import Any, TypeAlias
+import math
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeAlias
 
 import jax
+import jax.numpy as jnp
 import optax
 
 Label: TypeAlias = Hashable
@@ -21,90 +28,166 @@ Groups: TypeAlias = Any | Callable[[Any], Any] | None
 PerGroup: TypeAlias = float | jax.typing.ArrayLike | Mapping[Label, float]
 """One value for every group, or a mapping ``{group label: value}``."""
 
-
-def _label_leaves(labels: Any) -> list[tuple[Any, Label]]:
-  """(path, label) pairs of a label tree; a label is anything but a container."""
-  return jax.tree_util.tree_flatten_with_path(labels)[0]
+_KeyPath: TypeAlias = tuple[Any, ...]
 
 
-def leaf_labels(groups: Groups, tree: Any) -> tuple[Label, ...]:
-  """Returns the group label of every leaf of ``tree``, in ``jax.tree.leaves`` order.
+def _is_masked(x: Any) -> bool:
+  return isinstance(x, optax.MaskedNode)
 
-  Args:
-    groups: ``None`` (every leaf is its own group, labelled by its index), a
-      pytree of labels with the structure of ``tree``, or a callable mapping
-      ``tree`` to such a pytree.
-    tree: parameters or updates.
+
+class Partition(NamedTuple):
+  """The groups of one tree's leaves (in ``jax.tree.leaves`` order).
+
+  Attributes:
+    labels: every leaf's label.
+    members: every group's leaf indices, groups in order of first appearance.
+    sizes: every group's number of weights (a complex element counts once, as in
+      the reference's ``floor(p n)``).
+    part: whether some leaves of the tree are masked out (``optax.MaskedNode``):
+      inside ``optax.masked`` or ``multi_transform`` a tree holds some groups only.
+  """
+
+  labels: tuple[Label, ...]
+  members: tuple[tuple[int, ...], ...]
+  sizes: tuple[int, ...]
+  part: bool
+
+  def per_group(self, name: str, value: PerGroup) -> list[Any]:
+    """``value`` for every group: a scalar repeated, or a mapping looked up by label.
+
+    Raises:
+      ValueError: if a mapping has no value for a group's label, or names a label
+        that no leaf has. Only a :attr:`part` may lack labels of the mapping
+        (inside ``optax.multi_transform`` each part holds some groups only).
+    """
+    if not isinstance(value, Mapping) or not self.labels:  # nothing to check without leaves
+      return [value] * len(self.members)
+    labels = [self.labels[ids[0]] for ids in self.members]
+    missing = [label for label in labels if label not in value]
+    if missing:
+      raise ValueError(
+          f"{name} has no value for group label(s) {sorted(map(repr, missing))}; give "
+          f"every group a value (labels of these parameters: {sorted(map(repr, labels))})."
+      )
+    unknown = [label for label in value if label not in set(labels)]
+    if unknown and not self.part:
+      raise ValueError(
+          f"{name} names group label(s) {sorted(map(repr, unknown))} that label no "
+          f"parameter (labels of these parameters: {sorted(map(repr, labels))})."
+      )
+    return [value[label] for label in labels]
+
+  def per_leaf(self, name: str, value: PerGroup) -> list[Any]:
+    """``value`` for every leaf, from :meth:`per_group`."""
+    out: list[Any] = [None] * len(self.labels)
+    for ids, v in zip(self.members, self.per_group(name, value)):
+      for i in ids:
+        out[i] = v
+    return out
+
+
+def _labels_by_path(labels: Any, tree: Any) -> list[Label]:
+  """The label of every leaf of ``tree`` that is not masked out, matched by key path.
+
+  Leaves of ``tree`` that ``optax.masked``, ``partition`` or ``multi_transform``
+  masked out (``optax.MaskedNode``) need no label; their labels are ignored.
 
   Raises:
-    ValueError: if the label tree does not match ``tree``; the message names the
-      first path where they differ.
+    ValueError: naming the first path where a leaf has no label or a label has no
+      leaf, or a label that is not hashable.
   """
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  # A tree without leaves has nothing to label: optax.tree_map_params calls init
-  # with a leafless placeholder to find the parameter-shaped parts of the state.
-  if groups is None or not leaves:
-    return tuple(range(len(leaves)))
-  labels = groups(tree) if callable(groups) else _unmasked(groups, tree)
-  labelled = _label_leaves(labels)
-  tree_paths = [path for path, _ in leaves]
-  label_paths = [path for path, _ in labelled]
-  if tree_paths != label_paths:
-    for i in range(max(len(tree_paths), len(label_paths))):
-      ours = tree_paths[i] if i < len(tree_paths) else None
-      theirs = label_paths[i] if i < len(label_paths) else None
-      if ours != theirs:
-        where = jax.tree_util.keystr(ours if ours is not None else theirs)
-        raise ValueError(
-            f"groups does not match the parameter tree at {where}: the parameters "
-            f"have {'a leaf' if ours is not None else 'no leaf'} there and the "
-            f"labels have {'a label' if theirs is not None else 'none'}. "
-            "groups must be a pytree of labels with the parameters' structure."
-        )
-  for path, label in labelled:
+  by_path = dict(jax.tree_util.tree_flatten_with_path(labels)[0])
+  paths = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_masked)[0]
+  out = []
+  for path, leaf in paths:
+    if _is_masked(leaf):
+      continue
+    if path not in by_path:
+      raise ValueError(
+          f"groups has no label for the parameter at {jax.tree_util.keystr(path)}; groups "
+          "must be a pytree of labels with the parameters' keys (or params -> such a tree)."
+      )
+    out.append(by_path[path])
+  extra = by_path.keys() - {path for path, _ in paths}
+  if extra:
+    where = jax.tree_util.keystr(min(extra, key=jax.tree_util.keystr))
+    raise ValueError(
+        f"groups has a label at {where}, where the parameters have no leaf; groups must "
+        "be a pytree of labels with the parameters' keys (or params -> such a tree)."
+    )
+  for path, label in zip((p for p, leaf in paths if not _is_masked(leaf)), out):
     try:
       hash(label)
     except TypeError as e:
       raise ValueError(
           f"group label at {jax.tree_util.keystr(path)} is not hashable: {label!r}."
       ) from e
-  return tuple(label for _, label in labelled)
+  return out
 
 
-def _unmasked(labels: Any, tree: Any) -> Any:
-  """The label tree without the labels of leaves that ``tree`` masks out.
+def _partition(groups: Groups, tree: Any) -> Partition:
+  leaves = jax.tree.leaves(tree)
+  # A tree without leaves has nothing to label: optax.tree_map_params calls init
+  # with a leafless placeholder to find the parameter-shaped parts of the state.
+  if groups is None or not leaves:
+    labels: Sequence[Label] = range(len(leaves))
+  else:
+    labels = _labels_by_path(groups(tree) if callable(groups) else groups, tree)
+  members: dict[Label, list[int]] = {}
+  for i, label in enumerate(labels):
+    members.setdefault(label, []).append(i)
+  return Partition(
+      part=any(map(_is_masked, jax.tree.leaves(tree, is_leaf=_is_masked))),
+      labels=tuple(labels),
+      members=tuple(tuple(ids) for ids in members.values()),
+      sizes=tuple(sum(math.prod(jnp.shape(leaves[i])) for i in ids) for ids in members.values()),
+  )
 
-  Inside ``optax.masked``, ``partition`` and ``multi_transform`` the masked-out
-  leaves of ``tree`` are ``optax.MaskedNode``: pytree nodes without leaves.
-  Trees that do not line up are returned as they are, for the error message of
-  :func:`leaf_labels`.
+
+class Grouping:
+  """The ``groups`` argument, resolved once per tree structure and leaf shapes.
+
+  A callable ``groups`` is called once per tree structure: its labels may depend
+  on the tree's structure, leaf shapes and dtypes (all that is known under
+  ``jit``), not on values.
   """
-  try:
-    return jax.tree.map(
-        lambda label, sub: None if isinstance(sub, optax.MaskedNode) else label, labels, tree)
-  except ValueError:
-    return labels
+
+  def __init__(self, groups: Groups):
+    self.groups = groups
+    self._partitions: dict[Any, Partition] = {}
+
+  def __call__(self, tree: Any) -> Partition:
+    leaves, treedef = jax.tree.flatten(tree)
+    key = (treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
+    if key not in self._partitions:
+      self._partitions[key] = _partition(self.groups, tree)
+    return self._partitions[key]
+
+  def static_labels(self) -> frozenset[Label] | None:
+    """The labels a pytree of labels holds, or ``None`` if they depend on the tree."""
+    if self.groups is None or callable(self.groups):
+      return None
+    return frozenset(jax.tree.leaves(self.groups))
 
 
-def static_labels(groups: Groups) -> frozenset[Label] | None:
-  """The labels a pytree of labels holds, or ``None`` if they depend on params."""
-  if groups is None or callable(groups):
-    return None
-  return frozenset(label for _, label in _label_leaves(groups))
+def as_grouping(groups: Groups | Grouping) -> Grouping:
+  """``groups`` as a :class:`Grouping` (a shared one is passed through)."""
+  return groups if isinstance(groups, Grouping) else Grouping(groups)
 
 
-def check_mapping(name: str, value: PerGroup, labels: frozenset[Label] | None) -> None:
-  """Checks that a per-group mapping names exactly the labels in use.
-
-  Args:
-    name: the argument's name, for the message.
-    value: a scalar (nothing to check) or a mapping ``{label: value}``.
-    labels: the labels in use, or ``None`` when not known yet.
+def check_mapping(name: str, value: PerGroup, grouping: Grouping) -> None:
+  """Checks, where the labels are known now, that a per-group mapping names them exactly.
 
   Raises:
-    ValueError: if the mapping misses a label or names a label no leaf has.
+    ValueError: if ``value`` is a mapping and ``groups`` is ``None``, or the
+      mapping misses a label of a pytree of labels, or names a label it lacks.
   """
-  if not isinstance(value, Mapping) or labels is None:
+  if not isinstance(value, Mapping):
+    return
+  if grouping.groups is None:
+    raise ValueError(f"{name} is a mapping {{label: value}}; it needs groups=...")
+  labels = grouping.static_labels()
+  if labels is None:
     return
   missing = labels - value.keys()
   if missing:
@@ -118,33 +201,3 @@ def check_mapping(name: str, value: PerGroup, labels: frozenset[Label] | None) -
         f"{name} names group label(s) {sorted(map(repr, unknown))} that label no "
         f"parameter (labels in use: {sorted(map(repr, labels))})."
     )
-
-
-def per_leaf(name: str, value: PerGroup, labels: tuple[Label, ...], groups: Groups) -> list[Any]:
-  """Spreads a scalar or a ``{label: value}`` mapping over the leaves.
-
-  Args:
-    name: the argument's name, for the message.
-    value: a scalar or a mapping ``{label: value}``.
-    labels: the leaves' labels (:func:`leaf_labels`).
-    groups: the groups argument: a mapping may name every label of a pytree
-      of labels, also those of leaves masked out here.
-
-  Raises:
-    ValueError: see :func:`check_mapping`.
-  """
-  if isinstance(value, Mapping):
-    if labels:  # nothing to check on a leafless tree (see leaf_labels)
-      present = frozenset(labels)
-      check_mapping(name, {k: v for k, v in value.items() if k in present}
-                    if static_labels(groups) is not None else value, present)
-    return [value[label] for label in labels]
-  return [value] * len(labels)
-
-
-def members(labels: tuple[Label, ...]) -> dict[Label, list[int]]:
-  """Leaf indices of each group, groups in order of first appearance."""
-  out: dict[Label, list[int]] = {}
-  for i, label in enumerate(labels):
-    out.setdefault(label, []).append(i)
-  return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -10,17 +10,18 @@ import jax.numpy as jnp
 import optax
 
 from core_optax import _checks
+from core_optax import _dtypes
 from core_optax import _groups
 
-
-def _is_static_zero(value: Any) -> bool:
-  return _checks.is_python_number(value) and value == 0
+Mask = Any | Callable[[optax.Params], Any] | None
+"""``None``, a pytree of bools with the parameters' structure, or ``params -> such a tree``."""
 
 
 def add_update_scaled_weight_decay(
     weight_decay: _groups.PerGroup = 0.1,
     *,
     groups: _groups.Groups = None,
+    mask: Mask = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Adds :math:`d_\chi |D| w` to an uphill update ``D`` (eq. 7).
 
@@ -30,9 +31,25 @@ def add_update_scaled_weight_decay(
   :math:`\pm 1/d_\chi` while :math:`|D| \le 1`. Real and imaginary parts of
   complex leaves are decayed independently, as in the reference.
 
+  Examples:
+    >>> import jax.numpy as jnp, core_optax
+    >>> params = {"w": jnp.array([2.0]), "shift": jnp.array([-1500.0])}
+    >>> tx = core_optax.add_update_scaled_weight_decay(
+    ...     0.1, mask={"w": True, "shift": False})
+    >>> updates, _ = tx.update({"w": jnp.array([0.5]), "shift": jnp.array([0.5])},
+    ...                        tx.init(params), params)
+    >>> updates["w"], updates["shift"]
+    (Array([0.6], dtype=float32), Array([0.5], dtype=float32))
+
   Args:
     weight_decay: :math:`d_\chi \ge 0`, a number or ``{group label: number}``.
     groups: weight groups, as in :func:`core_optax.core`.
+    mask: which leaves to decay, as ``mask`` of :func:`optax.add_decayed_weights`:
+      ``None`` (all), a pytree of bools with the parameters' structure (or a
+      prefix of it), or a callable ``params -> such a tree``. Leave out leaves
+      of large magnitude whose scale the data sets, such as energy offsets,
+      output scales, normalisation parameters and large biases: the decay pulls
+      every decayed weight toward :math:`|w| \le 1/d_\chi`.
 
   Returns:
     A :class:`optax.GradientTransformationExtraArgs` whose ``update`` needs
@@ -42,12 +59,11 @@ def add_update_scaled_weight_decay(
     ValueError: for a negative decay or a mapping that does not match the labels.
   """
   _checks.check("weight_decay", weight_decay, lambda v: v >= 0, ">= 0", per_group=True)
-  if isinstance(weight_decay, Mapping) and groups is None:
-    raise ValueError("weight_decay is a mapping {label: decay}; it needs groups=...")
-  _groups.check_mapping("weight_decay", weight_decay, _groups.static_labels(groups))
+  grouping = _groups.as_grouping(groups)
+  _groups.check_mapping("weight_decay", weight_decay, grouping)
 
   def init_fn(params: optax.Params) -> optax.EmptyState:
-    _groups.per_leaf("weight_decay", weight_decay, _groups.leaf_labels(groups, params), groups)
+    grouping(params).per_group("weight_decay", weight_decay)
     return optax.EmptyState()
 
   def update_fn(
@@ -57,10 +73,8 @@ def add_update_scaled_weight_decay(
       **extra_args: Any,
   ) -> tuple[optax.Updates, optax.EmptyState]:
     del extra_args
-    leaves, treedef = jax.tree.flatten(updates)
-    decays = _groups.per_leaf("weight_decay", weight_decay, _groups.leaf_labels(groups, updates),
-                              groups)
-    if all(_is_static_zero(d) for d in decays):
+    decays = grouping(updates).per_leaf("weight_decay", weight_decay)
+    if all(_checks.is_static_zero(d) for d in decays):
       return updates, state
     if params is None:
       raise ValueError(
@@ -68,20 +82,16 @@ def add_update_scaled_weight_decay(
           "or pass weight_decay=0.0."
       )
     _checks.check_matches("params", params, updates, "the updates")
-    weights = treedef.flatten_up_to(params)
+    decays = jax.tree.unflatten(jax.tree.structure(updates), decays)
+    return jax.tree.map(_decayed, updates, params, decays), state
 
-    def decayed(d, u, w):
-      if _is_static_zero(d):
-        return u
-      if jnp.iscomplexobj(u):
-        re = u.real + d * jnp.abs(u.real) * w.real
-        im = u.imag + d * jnp.abs(u.imag) * w.imag
-        return jax.lax.complex(re, im).astype(u.dtype)
-      # In at least float32: a decay d > 65504 (s_max < 1/65504) is inf in float16.
-      dtype = jnp.promote_types(jnp.result_type(u, w), jnp.float32)
-      x = u.astype(dtype)
-      return (x + d * jnp.abs(x) * w.astype(dtype)).astype(u.dtype)  # eq. 7
+  tx = optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return tx if mask is None else optax.masked(tx, mask)
 
-    return treedef.unflatten(list(map(decayed, decays, leaves, weights))), state
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+def _decayed(update: jax.Array, weight: jax.Array, decay: Any) -> jax.Array:
+  """``D + d |D| w`` (eq. 7) for one leaf, part by part for complex leaves."""
+  if _checks.is_static_zero(decay):
+    return update
+  u, w = _dtypes.computed(update), _dtypes.computed(weight)
+  return _dtypes.stored_like(u + decay * jnp.abs(u) * w, update)  # eq. 7

@@ -34,7 +34,7 @@ import core_optax
 def settings(score_history: int) -> dict[str, dict[str, float]]:
   """CoRe's stability-plasticity settings to compare: none, the paper's, a strong one."""
   return {
-      "no freezing": {"score_history": 0, "frozen_fraction": 0.0},
+      "no freezing": {"score_history": None, "frozen_fraction": 0.0},
       f"t_hist={score_history}, p_frozen=0.1": {"score_history": score_history,
                                                 "frozen_fraction": 0.1},
       f"t_hist={score_history}, p_frozen=0.5": {"score_history": score_history,

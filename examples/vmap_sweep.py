@@ -44,12 +44,9 @@ class MLP(nn.Module):
 
 model = MLP()
 # Numeric hyperparameters become arrays in the optimizer state (s_max is the one
-# we sweep). Those named in static_args stay Python numbers: b2 and score_history
-# then decide which state CoRe keeps, and frozen_fraction which selection it
-# compiles (none at all for 0), so the step is smaller and compiles faster.
-tx = optax.inject_hyperparams(
-    core_optax.core, static_args=("b2", "score_history", "frozen_fraction")
-)(max_step_size=1e-3)
+# we sweep). Which state CoRe keeps hangs on None only (b2=None: no h;
+# score_history=None, the default: no scores), so it is the plain optimizer's.
+tx = optax.inject_hyperparams(core_optax.core)(max_step_size=1e-3)
 
 
 def init(key: jax.Array, s_max: jax.Array, x: jax.Array):

@@ -52,18 +52,23 @@ def _train(tx, params, steps, update=None):
         (dict(max_step_size=1e-3, b1_initial=1.0), "b1_initial must be in [0, 1), got 1.0"),
         (dict(max_step_size=1e-3, b1_final=-0.1), "b1_final must be in [0, 1), got -0.1"),
         (dict(max_step_size=1e-3, b1_width=0.0), "b1_width must be > 0, got 0.0"),
-        (dict(max_step_size=1e-3, b2=1.0), "b2 must be < 1"),
+        (dict(max_step_size=1e-3, b2=1.0), "b2 must be in [0, 1)"),
+        (dict(max_step_size=1e-3, b2=-1.0),
+         "b2 must be in [0, 1) (for sign mode, u = sign(g) without h, pass b2=None), got -1.0"),
         (dict(max_step_size=1e-3, eps=-1e-8), "eps must be >= 0, got -1e-08"),
         (dict(max_step_size=1e-3, weight_decay=-0.1), "weight_decay must be >= 0, got -0.1"),
         (dict(max_step_size=1e-3, weight_decay={"a": -1.0}, groups={"a": "a"}),
          "weight_decay['a'] must be >= 0, got -1.0"),
-        (dict(max_step_size=1e-3, score_history=-1), "score_history must be a whole number >= 0"),
-        (dict(max_step_size=1e-3, score_history=2.5), "score_history must be a whole number >= 0"),
+        (dict(max_step_size=1e-3, score_history=0),
+         "score_history must be a whole number >= 1 (for no importance scores and no freezing, "
+         "pass score_history=None), got 0"),
+        (dict(max_step_size=1e-3, score_history=-1), "score_history must be a whole number >= 1"),
+        (dict(max_step_size=1e-3, score_history=2.5), "score_history must be a whole number >= 1"),
         (dict(max_step_size=1e-3, frozen_fraction=1.1), "frozen_fraction must be in [0, 1], got 1.1"),
         (dict(max_step_size=1e-3, frozen_fraction={"a": 0.1}),
-         "frozen_fraction is a mapping {label: fraction}; it needs groups="),
+         "frozen_fraction is a mapping {label: value}; it needs groups="),
         (dict(max_step_size=1e-3, weight_decay={"a": 0.1}),
-         "weight_decay is a mapping {label: decay}; it needs groups="),
+         "weight_decay is a mapping {label: value}; it needs groups="),
         (dict(max_step_size=1e-3, weight_decay={"a": 0.1, "b": 0.2}, groups={"x": "a"}),
          "weight_decay names group label(s) [\"'b'\"] that label no parameter"),
         (dict(max_step_size=1e-3, frozen_fraction={"a": 0.1}, groups={"x": "a", "y": "b"}),
@@ -78,7 +83,13 @@ def test_invalid_hyperparameters_raise_with_name_value_and_range(kwargs, message
 
 def test_groups_tree_that_does_not_match_params_names_the_path():
   tx = core_optax.core(1e-3, groups={"dense": {"kernel": "k", "bias_typo": "b"}, "scale": "s"})
-  with pytest.raises(ValueError, match=r"groups does not match the parameter tree at \['dense'\]"):
+  with pytest.raises(ValueError, match=r"groups has no label for the parameter at "
+                     r"\['dense'\]\['bias'\]"):
+    tx.init(_params())
+  tx = core_optax.core(1e-3, groups={"dense": {"kernel": "k", "bias": "b", "extra": "e"},
+                                     "scale": "s"})
+  with pytest.raises(ValueError, match=r"groups has a label at \['dense'\]\['extra'\], where "
+                     r"the parameters have no leaf"):
     tx.init(_params())
 
 
@@ -134,7 +145,7 @@ def test_complex_step_sizes_start_at_s0_for_both_parts():
 
 
 def test_no_h_in_sign_mode_and_no_scores_without_history():
-  state = core_optax.scale_by_core(1e-3, b2=-1.0).init(_params())
+  state = core_optax.scale_by_core(1e-3, b2=None).init(_params())
   assert state.h is None and state.S is None
   state = core_optax.scale_by_core(1e-3, score_history=250).init(_params())
   assert state.h is not None and state.S is not None
@@ -174,9 +185,9 @@ def test_inject_hyperparams_gives_the_same_updates(freezing):
   chex.assert_trees_all_close(ours, reference, rtol=1e-6)
 
 
-def test_inject_hyperparams_sign_mode_chosen_at_run_time():
-  injected = optax.inject_hyperparams(core_optax.core)(1e-2, b2=-1.0)
-  reference, _ = _train(core_optax.core(1e-2, b2=-1.0), _params(), 5)
+def test_inject_hyperparams_keeps_sign_mode():
+  injected = optax.inject_hyperparams(core_optax.core)(1e-2, b2=None)
+  reference, _ = _train(core_optax.core(1e-2, b2=None), _params(), 5)
   ours, _ = _train(injected, _params(), 5)
   chex.assert_trees_all_close(ours, reference, rtol=1e-6)
 
@@ -247,9 +258,10 @@ def test_state_keeps_the_last_two_thresholds_of_each_group():
     kths.append(np.sort(scores)[::-1][int(0.25 * 305) - 1])
     _, state = tx.update(_grads(step, params), state)
     if step == 2:  # the first update past t_hist
-      np.testing.assert_array_equal(state.threshold, [[kths[2]], [0.0]])
-  # group b freezes nothing: no column
-  np.testing.assert_array_equal(state.threshold, [[kths[4]], [kths[3]]])
+      np.testing.assert_array_equal(state.threshold, [[0.0, kths[2]], [0.0, 0.0]])
+  # A column per group, in the order of first leaves ("u" of b, then "v" of a); b
+  # freezes nothing and keeps zeros.
+  np.testing.assert_array_equal(state.threshold, [[0.0, kths[4]], [0.0, kths[3]]])
   assert kths[4] != kths[3]
 
 

@@ -76,13 +76,14 @@ def valid(name, s_max):
       "b1_initial": _below_one(),
       "b1_final": _below_one(),
       "b1_width": st.floats(1e-6, 1e12),
-      "b2": st.one_of(_below_one(), st.floats(-1e6, -1e-6)),
+      "b2": st.one_of(_below_one(), st.none()),
       "eps": st.one_of(st.floats(1e-30, 1.0), st.sampled_from([1e-30, 1e-20, 1e-8])),
       "weight_decay": st.one_of(
           st.floats(0.0, 0.999999).map(lambda f: f / s_max),
           st.dictionaries(st.sampled_from(LABELS), st.floats(0.0, 0.999).map(lambda f: f / s_max),
                           min_size=3)),
-      "score_history": st.one_of(st.integers(0, 5), st.integers(0, 2**31 - 1), st.just(3.0)),
+      "score_history": st.one_of(st.none(), st.integers(1, 5), st.integers(1, 2**31 - 1),
+                                 st.just(3.0)),
       "frozen_fraction": st.one_of(
           st.floats(0.0, 1.0),
           st.dictionaries(st.sampled_from(LABELS), st.floats(0.0, 1.0), min_size=3)),

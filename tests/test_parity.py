@@ -71,8 +71,9 @@ def ours_from_reference(ref: dict[str, Any], n_leaves: int) -> dict[str, Any]:
   kwargs = dict(
       max_step_size=s_max, min_step_size=s_min, initial_step_size=ref.get("lr", 1e-3),
       eta_minus=eta_minus, eta_plus=eta_plus, b1_initial=b1a, b1_final=b1b,
-      b1_width=b1c, b2=b2, eps=ref.get("eps", 1e-8),
-      score_history=ref.get("score_history", 0), maximize=ref.get("maximize", False),
+      b1_width=b1c, b2=None if b2 < 0 else b2, eps=ref.get("eps", 1e-8),  # sign mode
+      score_history=ref.get("score_history", 0) or None,  # the reference's 0: no scores
+      maximize=ref.get("maximize", False),
   )
   names = _names(n_leaves)
   for ref_name, our_name, default in (("weight_decay", "weight_decay", 0.1),

@@ -1,0 +1,48 @@
+"""CoRe's dtype policy, in one place: what is stored in which dtype, computed in which.
+
+- **Arithmetic** runs in at least float32, on real numbers: a complex leaf is a pair
+  of independent real weights (real and imaginary part), as in the reference.
+- **State** (``g``, ``h``, ``s``, ``S``) is stored in the leaf's dtype, but at least
+  float32: half-precision state would break CoRe (``h ~ G^2`` overflows float16 for
+  ``|G| > 256``; bfloat16 cannot hold the small relative changes of ``h`` and ``S``,
+  whose decays 0.99 and ``1 - 1/t_hist`` round to 1). ``state_dtype`` may store
+  ``g`` and ``s`` of real leaves lower (like optax's ``mu_dtype``).
+- **Updates** come back in the leaf's dtype.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def compute_dtype(dtype: jax.typing.DTypeLike) -> jnp.dtype:
+  """The real dtype arithmetic on a leaf of ``dtype`` runs in: at least float32."""
+  return jnp.promote_types(jnp.finfo(dtype).dtype, jnp.float32)
+
+
+def state_dtype(dtype: jax.typing.DTypeLike) -> jnp.dtype:
+  """The dtype the state of a leaf of ``dtype`` is stored in: at least float32."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
+def real_dtype(dtype: jax.typing.DTypeLike) -> jnp.dtype:
+  """The dtype of :func:`real_view` of an array of ``dtype``."""
+  return jnp.finfo(dtype).dtype
+
+
+def real_view(x: jax.Array) -> jax.Array:
+  """A complex array as pairs of real numbers in a new last axis; real arrays as they are."""
+  return jnp.stack([x.real, x.imag], axis=-1) if jnp.iscomplexobj(x) else x
+
+
+def computed(x: jax.Array) -> jax.Array:
+  """:func:`real_view` of ``x``, in :func:`compute_dtype`."""
+  return real_view(x).astype(compute_dtype(x.dtype))
+
+
+def stored_like(x: jax.Array, like: jax.Array) -> jax.Array:
+  """Undoes :func:`computed`: ``x`` in ``like``'s shape (complex or real) and dtype."""
+  if jnp.iscomplexobj(like):
+    x = jax.lax.complex(x[..., 0], x[..., 1])
+  return x.astype(like.dtype)
