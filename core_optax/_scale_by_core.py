@@ -96,18 +96,6 @@ def _n_frozen(fraction: Any, size: int) -> int | jax.Array:
   return jnp.floor(jnp.asarray(fraction) * size).astype(jnp.int32)
 
 
-def _next_threshold_guess(last: jax.Array, before: jax.Array) -> jax.Array:
-  """Where the search for this update's thresholds starts, per group.
-
-  Scores drift smoothly from update to update (frozen weights' scores, for
-  one, decay by ``1 - 1/t_hist``, eq. 8), and so does the threshold: the
-  last threshold, scaled by its last change (by at most a factor of 2). A
-  bad guess costs passes of the selection, never exactness.
-  """
-  ratio = jnp.where(last * before > 0, last / jnp.where(before == 0, 1, before), 1)
-  return last * jnp.clip(ratio, 0.5, 2)
-
-
 def scale_by_core(
     max_step_size: optax.ScalarOrSchedule,
     *,
@@ -221,7 +209,7 @@ def scale_by_core(
     group_scores = [[scores[i] for i in partition.members[j]] for j in freezing]
     last, before = ([row[j].astype(group[0].dtype) for j, group in zip(freezing, group_scores)]
                     for row in threshold)
-    guesses = [_next_threshold_guess(a, b) for a, b in zip(last, before)]
+    guesses = [_selection.next_threshold_guess(a, b) for a, b in zip(last, before)]
     past_history = t >= score_history  # tau > t_hist (eq. 5)
     actives = [past_history & (jnp.asarray(ks[j]) > 0) for j in freezing]
     new = jax.lax.cond(  # the selection runs once tau > t_hist, if any k > 0
