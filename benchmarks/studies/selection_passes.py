@@ -5,8 +5,8 @@ stability-plasticity balance (t_hist = 250, p_frozen = 0.1, every leaf its own g
 update that freezes weights it runs the exact selection of eq. 5 twice on the same scores, once
 from the guess ``core_optax`` makes from the thresholds the state kept, and once from the
 scores' extremes, and prints how many passes over the scores each made (counts, cuts
-and extremes; in whole passes over all searched scores, see ``kth_largest_and_passes``).
-The two thresholds are checked equal.
+and extremes; in whole passes over all searched scores, see ``core_optax._selection.search``,
+the selection's internal entry point for measurements). The two thresholds are checked equal.
 
   python -m benchmarks selection-passes [--steps 600]
 """
@@ -23,7 +23,6 @@ from sklearn.datasets import load_digits
 
 import core_optax
 from core_optax import _selection
-from core_optax._scale_by_core import _next_threshold_guess
 
 T_HIST = 250
 P_FROZEN = 0.1
@@ -59,9 +58,9 @@ def main(args: argparse.Namespace) -> None:
     core_state = state[0]
     scores = [[s] for s in jax.tree.leaves(core_state.S)]
     ks = [int(P_FROZEN * s[0].size) for s in scores]
-    guesses = [_next_threshold_guess(*core_state.threshold[:, j]) for j in range(len(scores))]
-    warm, warm_passes = _selection.kth_largest_and_passes(scores, ks, guesses)
-    cold, cold_passes = _selection.kth_largest_and_passes(scores, ks)
+    guesses = [_selection.next_threshold_guess(*core_state.threshold[:, j]) for j in range(len(scores))]
+    warm, warm_passes = _selection.search(scores, ks, guesses)
+    cold, cold_passes = _selection.search(scores, ks)
     updates, state = tx.update(jax.grad(loss)(params, xb, yb), state, params)
     same = jnp.all(jnp.stack(warm) == jnp.stack(cold))
     return optax.apply_updates(params, updates), state, warm_passes, cold_passes, same
@@ -73,11 +72,11 @@ def main(args: argparse.Namespace) -> None:
     params, state, w, c, same = step(params, state, x[batch], y[batch])
     if t > T_HIST:  # the state holds a threshold from the update before
       assert bool(same), f"thresholds differ at update {t + 1}"
-      warm.append(int(w))
-      cold.append(int(c))
+      warm.append(float(w))
+      cold.append(float(c))
   print(f"{len(warm)} updates with freezing (t_hist {T_HIST}, p_frozen {P_FROZEN}, "
         f"{sum(p.size for p in jax.tree.leaves(params))} weights in {len(jax.tree.leaves(params))} "
         "groups); passes over the scores per update:")
   print("| search starts at | median | mean | max |\n|---|---:|---:|---:|")
   for name, passes in (("thresholds kept in the state (core_optax)", warm), ("scores' extremes", cold)):
-    print(f"| {name} | {np.median(passes):.0f} | {np.mean(passes):.1f} | {np.max(passes):.0f} |")
+    print(f"| {name} | {np.median(passes):.1f} | {np.mean(passes):.2f} | {np.max(passes):.1f} |")
