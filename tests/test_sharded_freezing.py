@@ -80,6 +80,35 @@ def test_sharded_freezing_equals_the_unsharded_run_exactly():
   assert out.count("masks and weights equal the unsharded run") == 2
 
 
+STRESS_PROCESSES = 3
+STRESS_STEPS = 150
+
+
+def test_many_sharded_freezing_steps_in_concurrent_fresh_processes_never_hang():
+  """XLA:CPU aborts a collective after 40 s if a device never arrives (rc 134).
+
+  Three fresh processes at once (24 device threads on a small machine), each
+  running ``STRESS_STEPS`` sharded freezing updates, every one with all-reduces
+  inside the selection's loop.
+  """
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}",
+             JAX_PLATFORMS="cpu")
+  procs = [subprocess.Popen([sys.executable, __file__, "stress"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for _ in range(STRESS_PROCESSES)]
+  outputs = []
+  try:
+    for proc in procs:
+      outputs.append(proc.communicate(timeout=TIMEOUT_S))
+  except subprocess.TimeoutExpired:
+    for proc in procs:
+      proc.kill()
+    pytest.fail(f"a stress process hung for {TIMEOUT_S} s")
+  for proc, (out, err) in zip(procs, outputs):
+    assert proc.returncode == 0, f"rc {proc.returncode}:\n{out}\n{err[-6000:]}"
+    assert f"{STRESS_STEPS} steps" in out
+
+
 # ---------------------------------------------------------------------------------------------
 # The cases; they run in the subprocess, with 8 devices.
 
@@ -195,6 +224,21 @@ def _equal_case(axis_type: str):
   assert frozen > 0
   print(f"{axis_type}: {frozen} frozen weight-updates; "
         "masks and weights equal the unsharded run")
+
+
+def case_stress():
+  import jax
+  import jax.numpy as jnp
+
+  _, params, shardings, state_shardings, tx = _sharded_setup("Auto", 2, jnp.float32)
+  sharded = jax.device_put(params, shardings)
+  state = jax.jit(tx.init, out_shardings=state_shardings)(sharded)
+  step = jax.jit(_step(tx), donate_argnums=(0, 1),
+                 out_shardings=(shardings, state_shardings, shardings))
+  for i in range(STRESS_STEPS):
+    sharded, state, _ = step(sharded, state, jnp.float32(i))
+  jax.block_until_ready(sharded)
+  print(f"{STRESS_STEPS} steps without a hang")
 
 
 def case_equal_Auto():  # noqa: N802
