@@ -11,8 +11,10 @@ freezing off and on (t_hist = 250 passed, p_frozen = 0.1; each also compiled wit
 parameter, for JAX the bytes per parameter that the compiled step copies (see
 :func:`benchmarks.studies.timing.copied_bytes`), and the page faults per step (see
 :func:`benchmarks.studies.timing.time_interleaved`). The optimizers of one row group run
-interleaved, so that load from other processes hits them alike. Then jit compile times of
-core_optax against the number of leaves.
+interleaved, so that load from other processes hits them alike (torch gets one thread per
+core, as XLA:CPU). Then jit compile times of core_optax against the number of leaves, and the
+collectives and memory per device of a sharded step on 8 virtual devices
+(:mod:`benchmarks.studies.sharded_step`).
 
   python -m benchmarks step-speed [--quick] [--out benchmarks/results/studies/step_speed.md]
 
@@ -26,6 +28,7 @@ import argparse
 import os
 import pathlib
 import platform
+import subprocess
 import sys
 from collections.abc import Callable
 
@@ -163,6 +166,16 @@ def compile_table(n: int, leaf_counts) -> list[str]:
   return lines
 
 
+def sharded_table() -> list[str]:
+  """:mod:`benchmarks.studies.sharded_step`'s table, in a process with 8 virtual CPU devices."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, str(pathlib.Path(__file__).with_name("sharded_step.py"))],
+                       env=env, capture_output=True, text=True, check=True).stdout
+  print(out, flush=True)
+  return [line for line in out.splitlines() if line.startswith("|")]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--quick", action="store_true", help="1e5 and 1e6 only, fewer repetitions")
   parser.add_argument("--out", type=pathlib.Path, default=None, help="write a markdown report")
@@ -173,10 +186,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> None:
   sizes = (10**5, 10**6) if args.quick else (10**5, 10**6, 10**7)
   reps = (lambda n: 10) if args.quick else (lambda n: {10**5: 60, 10**6: 30}.get(n, 9))
-  # With 2 threads on a machine shared with other jobs, torch's OpenMP threads wait on each
-  # other: steps took 100-300x longer (0.28 ms -> 103 ms for Adam at 1e5). One thread is fair.
-  torch.set_num_threads(1)
+  # torch gets as many threads as XLA:CPU's intra-op pool (one per core).
+  torch.set_num_threads(os.cpu_count())
   speed = speed_table(sizes, reps, args.torch_device)
+  sharded = sharded_table()
   compile_ = compile_table(10**6 if not args.quick else 10**5, (30, 100, 300, 600))
   if args.out:
     command = "python -m benchmarks " + " ".join(sys.argv[1:])
@@ -193,6 +206,8 @@ def main(args: argparse.Namespace) -> None:
         "medians of interleaved repetitions.", "",
     ]
     body = ["## Step time", "", *speed, "", "## jit compile time (1e6 parameters in N leaves, "
-            "every leaf its own group)", "", *compile_, ""]
+            "every leaf its own group)", "", *compile_, "",
+            "## Sharded step on 8 virtual CPU devices (compiled only; see "
+            "`benchmarks/studies/sharded_step.py`)", "", *sharded, ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(header + body))

@@ -1,0 +1,96 @@
+"""Collectives and memory of a sharded optimizer step on 8 virtual CPU devices (compiled only).
+
+For the tree ``{"w": (64, n / 128) P(None, "model"), "v": (n / 2,) P("model"),
+"b": (256,) P()}`` with n = 1e6 and 1e7 parameters, compiles one jit step
+(update and apply, buffers donated, state sharded like the parameters with
+``optax.tree_map_params``) of optax.adam, core_optax.core and core_optax.core
+with freezing (t_hist = 250, p_frozen = 0.1), and prints from the compiled HLO
+the largest collective and the elements all collectives move (a collective in
+a loop counts once), and from ``memory_analysis()`` the temp and argument bytes
+per device. Imports only public API, so that it measures any checkout::
+
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/studies/sharded_step.py
+
+``python -m benchmarks step-speed`` runs it as its sharded section.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import core_optax
+
+DEVICES = 8
+SIZES = (1 << 20, 10 << 20)  # about 1e6 and 1e7, divisible over the devices
+COLLECTIVE = re.compile(r"=\s*(.*?)\s+(all-reduce|all-gather|all-to-all|collective-permute|"
+                        r"reduce-scatter)(?:-start)?\(")
+
+
+def collectives(hlo: str) -> list[tuple[str, int]]:
+  """``(op, elements)`` of every collective in compiled HLO text."""
+  found = []
+  for match in filter(None, map(COLLECTIVE.search, hlo.splitlines())):
+    sizes = []
+    for dims in re.findall(r"[a-z]+[0-9]*\[([0-9,]*)\]", match.group(1)):
+      size = 1
+      for d in filter(None, dims.split(",")):
+        size *= int(d)
+      sizes.append(size)
+    found.append((match.group(2), sum(sizes)))
+  return found
+
+
+def measure(tx: optax.GradientTransformation, n: int) -> dict[str, object]:
+  mesh = jax.make_mesh((DEVICES,), ("model",), axis_types=(jax.sharding.AxisType.Auto,))
+  shapes = {"w": (64, n // 128), "v": (n // 2,), "b": (256,)}
+  specs = {"w": P(None, "model"), "v": P("model"), "b": P()}
+  shardings = {name: NamedSharding(mesh, spec) for name, spec in specs.items()}
+  params = {name: jax.ShapeDtypeStruct(shape, jnp.float32, sharding=shardings[name])
+            for name, shape in shapes.items()}
+  state = jax.eval_shape(tx.init, params)
+  state_shardings = optax.tree_map_params(
+      tx, lambda _, sharding: sharding, state, shardings,
+      transform_non_params=lambda _: NamedSharding(mesh, P()))
+  state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                       state, state_shardings)
+
+  def step(params, state, grads):
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  compiled = jax.jit(step, donate_argnums=(0, 1), out_shardings=(shardings, state_shardings)
+                     ).lower(params, state, params).compile()
+  found = collectives(compiled.as_text())
+  memory = compiled.memory_analysis()
+  return {"parameters": 64 * (n // 128) + n // 2 + 256,
+          "largest": max(found, key=lambda c: c[1], default=("none", 0)),
+          "total": sum(e for _, e in found), "count": len(found),
+          "temp": memory.temp_size_in_bytes, "arguments": memory.argument_size_in_bytes}
+
+
+def table() -> list[str]:
+  lines = ["| parameters | optimizer | largest collective (elements) | collectives | "
+           "elements moved per step | temp per device (MB) | arguments per device (MB) |",
+           "|---:|---|---:|---:|---:|---:|---:|"]
+  optimizers = {"optax.adam": optax.adam(1e-3), "core_optax": core_optax.core(1e-3),
+                "core_optax freezing": core_optax.core(1e-3, score_history=250,
+                                                        frozen_fraction=0.1)}
+  for n in SIZES:
+    for name, tx in optimizers.items():
+      m = measure(tx, n)
+      op, largest = m["largest"]
+      lines.append(f"| {m['parameters']:.2e} | {name} | {largest:,} ({op}) | {m['count']} | "
+                   f"{m['total']:,} | {m['temp'] / 1e6:.2f} | {m['arguments'] / 1e6:.2f} |")
+      print(lines[-1], flush=True)
+  return lines
+
+
+if __name__ == "__main__":
+  assert jax.device_count() == DEVICES, "set XLA_FLAGS=--xla_force_host_platform_device_count=8"
+  table()
