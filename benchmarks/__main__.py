@@ -7,6 +7,7 @@ The accuracy comparison (benchmarks/comparison):
 
 The studies (benchmarks/studies, one module each):
   python -m benchmarks step-speed [--quick] [--out FILE] [--torch-device cpu|cuda]
+  python -m benchmarks sharded-step
   python -m benchmarks state-dtype-accuracy
   python -m benchmarks selection-passes [--steps 600]
   python -m benchmarks chunked-reductions
@@ -37,6 +38,7 @@ RUNS = pathlib.Path(__file__).parent / "runs"
 
 STUDIES = {
     "step-speed": ("step_speed", "step time and state memory against Adam, JAX and torch"),
+    "sharded-step": ("sharded_step", "collectives and memory of a step on 8 virtual devices"),
     "state-dtype-accuracy": ("state_dtype_accuracy", "accuracy cost of bfloat16 state"),
     "selection-passes": ("selection_passes", "passes over the scores of freezing's selection"),
     "chunked-reductions": ("chunked_reductions", "why the selection counts in chunks"),

@@ -9,14 +9,20 @@ the largest collective and the elements all collectives move (a collective in
 a loop counts once), and from ``memory_analysis()`` the temp and argument bytes
 per device. Imports only public API, so that it measures any checkout::
 
+  python -m benchmarks sharded-step
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/studies/sharded_step.py
 
-``python -m benchmarks step-speed`` runs it as its sharded section.
+The verb runs the script in a fresh process (the device count is read at
+start-up); ``python -m benchmarks step-speed`` runs it as its sharded section.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -78,6 +84,7 @@ def table() -> list[str]:
   lines = ["| parameters | optimizer | largest collective (elements) | collectives | "
            "elements moved per step | temp per device (MB) | arguments per device (MB) |",
            "|---:|---|---:|---:|---:|---:|---:|"]
+  print(*lines, sep="\n", flush=True)
   optimizers = {"optax.adam": optax.adam(1e-3), "core_optax": core_optax.core(1e-3),
                 "core_optax freezing": core_optax.core(1e-3, score_history=250,
                                                         frozen_fraction=0.1)}
@@ -89,6 +96,25 @@ def table() -> list[str]:
                    f"{m['total']:,} | {m['temp'] / 1e6:.2f} | {m['arguments'] / 1e6:.2f} |")
       print(lines[-1], flush=True)
   return lines
+
+
+def table_in_subprocess() -> list[str]:
+  """:func:`table`, printed and returned, from a fresh process with ``DEVICES`` virtual CPU devices."""
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}"
+  env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True,
+                       check=True).stdout
+  print(out, end="", flush=True)
+  return [line for line in out.splitlines() if line.startswith("|")]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  del parser  # no options
+
+
+def main(args: argparse.Namespace) -> None:
+  del args
+  table_in_subprocess()
 
 
 if __name__ == "__main__":

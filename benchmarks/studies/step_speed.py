@@ -28,7 +28,6 @@ import argparse
 import os
 import pathlib
 import platform
-import subprocess
 import sys
 from collections.abc import Callable
 
@@ -40,6 +39,7 @@ import torch
 from core_optimizer import CoRe
 
 import core_optax
+from benchmarks.studies import sharded_step
 from benchmarks.studies.timing import (
   P_FROZEN,
   S_MAX,
@@ -166,16 +166,6 @@ def compile_table(n: int, leaf_counts) -> list[str]:
   return lines
 
 
-def sharded_table() -> list[str]:
-  """:mod:`benchmarks.studies.sharded_step`'s table, in a process with 8 virtual CPU devices."""
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  out = subprocess.run([sys.executable, str(pathlib.Path(__file__).with_name("sharded_step.py"))],
-                       env=env, capture_output=True, text=True, check=True).stdout
-  print(out, flush=True)
-  return [line for line in out.splitlines() if line.startswith("|")]
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--quick", action="store_true", help="1e5 and 1e6 only, fewer repetitions")
   parser.add_argument("--out", type=pathlib.Path, default=None, help="write a markdown report")
@@ -189,7 +179,7 @@ def main(args: argparse.Namespace) -> None:
   # torch gets as many threads as XLA:CPU's intra-op pool (one per core).
   torch.set_num_threads(os.cpu_count())
   speed = speed_table(sizes, reps, args.torch_device)
-  sharded = sharded_table()
+  sharded = sharded_step.table_in_subprocess()
   compile_ = compile_table(10**6 if not args.quick else 10**5, (30, 100, 300, 600))
   if args.out:
     command = "python -m benchmarks " + " ".join(sys.argv[1:])

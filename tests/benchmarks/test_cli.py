@@ -8,8 +8,9 @@ VERBS = ["run", "report", *cli.STUDIES]
 
 
 def test_every_study_has_a_verb_and_its_hooks():
-  assert set(cli.STUDIES) == {"step-speed", "state-dtype-accuracy", "selection-passes",
-                              "chunked-reductions", "vmap-selection", "vmap-speedup"}
+  assert set(cli.STUDIES) == {"step-speed", "sharded-step", "state-dtype-accuracy",
+                              "selection-passes", "chunked-reductions", "vmap-selection",
+                              "vmap-speedup"}
   for verb in cli.STUDIES:
     module = cli._study(verb)
     assert callable(module.add_arguments) and callable(module.main)
