@@ -1,18 +1,27 @@
-"""Checkpointing CoRe with orbax: a run restored in a fresh process continues bitwise identically.
+"""Saved and restored, CoRe's state continues a run bitwise identically.
 
-The test trains past ``score_history`` (so weights are frozen), saves parameters
-and optimizer state with ``orbax.checkpoint``, restores them in a new Python
-process, trains on there, and compares with the run that was never interrupted.
+Through numpy arrays and pickle in one process, and through an orbax checkpoint
+restored in a fresh process: that test trains past ``score_history`` (so weights
+are frozen), saves parameters and optimizer state with ``orbax.checkpoint``,
+restores them in a new Python process, trains on there, and compares with the run
+that was never interrupted.
 """
 
 from __future__ import annotations
 
 import pathlib
+import pickle
 import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+import pytest
+
+import core_optax
+from tests import helpers
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS_BEFORE_SAVE = 5
@@ -21,11 +30,6 @@ STEPS_AFTER_SAVE = 5
 
 def setup():
   """Parameters, CoRe with freezing, and a jitted training step."""
-  import jax.numpy as jnp
-  import optax
-
-  import core_optax
-
   k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
   params = {"dense": {"kernel": jax.random.normal(k1, (16, 8)), "bias": jnp.zeros(8)}}
   x = jax.random.normal(k2, (32, 16))
@@ -78,7 +82,7 @@ def test_restored_run_continues_bitwise_identically_with_freezing_active(tmp_pat
 
   out = tmp_path / "continued.npz"
   proc = subprocess.run(
-      [sys.executable, __file__, str(checkpoint), str(out)],
+      [sys.executable, "-m", "tests.test_checkpoint", str(checkpoint), str(out)],
       cwd=ROOT, capture_output=True, text=True, timeout=120,
   )
   assert proc.returncode == 0, proc.stderr[-4000:]
@@ -94,6 +98,25 @@ def test_restored_run_continues_bitwise_identically_with_freezing_active(tmp_pat
     np.testing.assert_array_equal(restored, np.asarray(leaf))  # bitwise, not approximately
 
 
+def _continue(tx, params, state, steps, first_step=0):
+  update = jax.jit(tx.update)
+  for step in range(first_step, first_step + steps):
+    updates, state = update(helpers.wb_grads(step, params), state, params)
+    params = optax.apply_updates(params, updates)
+  return params, state
+
+
+@pytest.mark.parametrize("roundtrip", ["numpy", "pickle"])
+def test_save_and_restore_of_the_state_continues_bitwise_identically(roundtrip):
+  tx = core_optax.core(1e-2, score_history=3, frozen_fraction=0.3)
+  params, state = _continue(tx, helpers.wb_params(), tx.init(helpers.wb_params()), 5)
+  if roundtrip == "numpy":
+    restored = jax.tree.map(jnp.asarray, jax.tree.map(np.asarray, state))
+  else:
+    restored = pickle.loads(pickle.dumps(state))
+  assert jax.tree.structure(restored) == jax.tree.structure(state)
+  assert helpers.bits(_continue(tx, params, restored, 5, 5)) == helpers.bits(_continue(tx, params, state, 5, 5))
+
+
 if __name__ == "__main__":
-  sys.path.insert(0, str(ROOT))
   restore_and_continue(*sys.argv[1:])

@@ -1,4 +1,8 @@
-"""Unit tests of core_optax.core: construction, state, jit, inject_hyperparams, schedules."""
+"""Unit tests of core_optax.core: groups, state, schedules, freezing, presets.
+
+Hyperparameter checks are in test_hyperparameters.py, jit = eager in test_properties.py,
+inject_hyperparams in test_inject_hyperparams.py.
+"""
 
 from __future__ import annotations
 
@@ -11,86 +15,19 @@ import pytest
 
 import core_optax
 from core_optax import _selection
-
-
-def _params(dtype=jnp.float32):
-  return {
-      "dense": {"kernel": jnp.arange(12.0).reshape(3, 4).astype(dtype) / 10,
-                "bias": jnp.ones(4, dtype)},
-      "scale": jnp.asarray(0.5, dtype),
-  }
-
-
-def _grads(step: int, params):
-  key = jax.random.fold_in(jax.random.key(0), step)
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(key, len(leaves))
-  return treedef.unflatten(
-      [(p + jax.random.normal(k, p.shape)).astype(p.dtype) for p, k in zip(leaves, keys)])
-
-
-def _train(tx, params, steps, update=None):
-  update = update or jax.jit(tx.update)
-  state = tx.init(params)
-  for step in range(steps):
-    updates, state = update(_grads(step, params), state, params)
-    params = optax.apply_updates(params, updates)
-  return params, state
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        (dict(max_step_size=0.0), "max_step_size must be > 0, got 0.0"),
-        (dict(max_step_size=1e-3, min_step_size=0.0), "min_step_size must be > 0, got 0.0"),
-        (dict(max_step_size=1e-3, min_step_size=1e-2),
-         "min_step_size must be <= max_step_size, got 0.01 > 0.001"),
-        (dict(max_step_size=1e-3, initial_step_size=-1.0), "initial_step_size must be > 0"),
-        (dict(max_step_size=1e-3, eta_minus=0.0), "eta_minus must be in (0, 1], got 0.0"),
-        (dict(max_step_size=1e-3, eta_minus=1.5), "eta_minus must be in (0, 1], got 1.5"),
-        (dict(max_step_size=1e-3, eta_plus=0.9), "eta_plus must be >= 1, got 0.9"),
-        (dict(max_step_size=1e-3, b1_initial=1.0), "b1_initial must be in [0, 1), got 1.0"),
-        (dict(max_step_size=1e-3, b1_final=-0.1), "b1_final must be in [0, 1), got -0.1"),
-        (dict(max_step_size=1e-3, b1_width=0.0), "b1_width must be > 0, got 0.0"),
-        (dict(max_step_size=1e-3, b2=1.0), "b2 must be in [0, 1)"),
-        (dict(max_step_size=1e-3, b2=-1.0),
-         "b2 must be in [0, 1) (for sign mode, u = sign(g) without h, pass b2=None), got -1.0"),
-        (dict(max_step_size=1e-3, eps=-1e-8), "eps must be >= 0, got -1e-08"),
-        (dict(max_step_size=1e-3, weight_decay=-0.1), "weight_decay must be >= 0, got -0.1"),
-        (dict(max_step_size=1e-3, weight_decay={"a": -1.0}, groups={"a": "a"}),
-         "weight_decay['a'] must be >= 0, got -1.0"),
-        (dict(max_step_size=1e-3, score_history=0),
-         "score_history must be a whole number >= 1 (for no importance scores and no freezing, "
-         "pass score_history=None), got 0"),
-        (dict(max_step_size=1e-3, score_history=-1), "score_history must be a whole number >= 1"),
-        (dict(max_step_size=1e-3, score_history=2.5), "score_history must be a whole number >= 1"),
-        (dict(max_step_size=1e-3, frozen_fraction=1.1), "frozen_fraction must be in [0, 1], got 1.1"),
-        (dict(max_step_size=1e-3, frozen_fraction={"a": 0.1}),
-         "frozen_fraction is a mapping {label: value}; it needs groups="),
-        (dict(max_step_size=1e-3, weight_decay={"a": 0.1}),
-         "weight_decay is a mapping {label: value}; it needs groups="),
-        (dict(max_step_size=1e-3, weight_decay={"a": 0.1, "b": 0.2}, groups={"x": "a"}),
-         "weight_decay names group label(s) [\"'b'\"] that label no parameter"),
-        (dict(max_step_size=1e-3, frozen_fraction={"a": 0.1}, groups={"x": "a", "y": "b"}),
-         "frozen_fraction has no value for group label(s) [\"'b'\"]"),
-    ],
-)
-def test_invalid_hyperparameters_raise_with_name_value_and_range(kwargs, message):
-  with pytest.raises(ValueError) as error:
-    core_optax.core(**kwargs)
-  assert message in str(error.value)
+from tests import helpers
 
 
 def test_groups_tree_that_does_not_match_params_names_the_path():
   tx = core_optax.core(1e-3, groups={"dense": {"kernel": "k", "bias_typo": "b"}, "scale": "s"})
   with pytest.raises(ValueError, match=r"groups has no label for the parameter at "
                      r"\['dense'\]\['bias'\]"):
-    tx.init(_params())
+    tx.init(helpers.params())
   tx = core_optax.core(1e-3, groups={"dense": {"kernel": "k", "bias": "b", "extra": "e"},
                                      "scale": "s"})
   with pytest.raises(ValueError, match=r"groups has a label at \['dense'\]\['extra'\], where "
                      r"the parameters have no leaf"):
-    tx.init(_params())
+    tx.init(helpers.params())
 
 
 def test_callable_groups_labels_from_params():
@@ -99,28 +36,28 @@ def test_callable_groups_labels_from_params():
         lambda path, _: "bias" if "bias" in jax.tree_util.keystr(path) else "other", params)
 
   tx = core_optax.core(1e-3, groups=by_kind, weight_decay={"bias": 0.0, "other": 0.1})
-  params, _ = _train(tx, _params(), 3)
+  params, _ = helpers.train(tx, helpers.params(), 3)
   assert jnp.all(jnp.isfinite(params["dense"]["bias"]))
   with pytest.raises(ValueError, match=r"weight_decay has no value for group label\(s\)"):
-    core_optax.core(1e-3, groups=by_kind, weight_decay={"bias": 0.0}).init(_params())
+    core_optax.core(1e-3, groups=by_kind, weight_decay={"bias": 0.0}).init(helpers.params())
 
 
 def test_params_required_when_weight_decay_is_on():
   tx = core_optax.core(1e-3)
-  state = tx.init(_params())
+  state = tx.init(helpers.params())
   with pytest.raises(ValueError, match=r"weight decay needs the parameters"):
-    tx.update(_grads(0, _params()), state)
+    tx.update(helpers.grads(0, helpers.params()), state)
 
 
 def test_params_not_required_without_weight_decay():
   tx = core_optax.core(1e-3, weight_decay=0.0)
-  updates, _ = tx.update(_grads(0, _params()), tx.init(_params()))
-  chex.assert_trees_all_equal_shapes_and_dtypes(updates, _params())
+  updates, _ = tx.update(helpers.grads(0, helpers.params()), tx.init(helpers.params()))
+  chex.assert_trees_all_equal_shapes_and_dtypes(updates, helpers.params())
 
 
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.complex64])
 def test_state_follows_leaf_dtypes_but_at_least_float32_and_counter_is_int32(dtype):
-  params = _params(dtype)
+  params = helpers.params(dtype)
   tx = core_optax.scale_by_core(1e-3, score_history=10)
   state = tx.init(params)
   state_dtype = jnp.promote_types(dtype, jnp.float32)  # h ~ G^2 overflows float16
@@ -128,12 +65,12 @@ def test_state_follows_leaf_dtypes_but_at_least_float32_and_counter_is_int32(dty
     chex.assert_trees_all_equal_shapes_and_dtypes(
         tree, jax.tree.map(lambda p: p.astype(state_dtype), params))
   assert state.tau.dtype == jnp.int32
-  _, new_state = jax.jit(tx.update)(_grads(0, params), state)
+  _, new_state = jax.jit(tx.update)(helpers.grads(0, params), state)
   chex.assert_trees_all_equal_shapes_and_dtypes(new_state, state)
 
 
 def test_float64_state(x64):
-  params = _params(jnp.float64)
+  params = helpers.params(jnp.float64)
   state = core_optax.scale_by_core(1e-3).init(params)
   chex.assert_trees_all_equal_shapes_and_dtypes(state.g, params)
 
@@ -145,79 +82,31 @@ def test_complex_step_sizes_start_at_s0_for_both_parts():
 
 
 def test_no_h_in_sign_mode_and_no_scores_without_history():
-  state = core_optax.scale_by_core(1e-3, b2=None).init(_params())
+  state = core_optax.scale_by_core(1e-3, b2=None).init(helpers.params())
   assert state.h is None and state.S is None
-  state = core_optax.scale_by_core(1e-3, score_history=250).init(_params())
+  state = core_optax.scale_by_core(1e-3, score_history=250).init(helpers.params())
   assert state.h is not None and state.S is not None
 
 
 def test_counter_saturates_at_int32_max():
   tx = core_optax.scale_by_core(1e-3)
-  state = tx.init(_params())._replace(tau=jnp.asarray(np.iinfo(np.int32).max, jnp.int32))
-  updates, state = tx.update(_grads(0, _params()), state)
+  state = tx.init(helpers.params())._replace(tau=jnp.asarray(np.iinfo(np.int32).max, jnp.int32))
+  updates, state = tx.update(helpers.grads(0, helpers.params()), state)
   assert int(state.tau) == np.iinfo(np.int32).max
   assert all(jnp.all(jnp.isfinite(u)) for u in jax.tree.leaves(updates))
 
 
-class JitTest(chex.TestCase):
-
-  @chex.variants(with_jit=True, without_jit=True)
-  def test_jit_and_no_jit_give_the_same_numbers(self):
-    tx = core_optax.core(1e-2, score_history=3, frozen_fraction=0.25)
-    ours, state = _train(tx, _params(), 8, update=self.variant(tx.update))
-    reference, reference_state = _train(tx, _params(), 8, update=tx.update)
-    chex.assert_trees_all_close(ours, reference, rtol=1e-6)
-    chex.assert_trees_all_close(state, reference_state, rtol=1e-6)
-
-
 def test_extra_args_are_accepted():
   tx = core_optax.core(1e-3)
-  tx.update(_grads(0, _params()), tx.init(_params()), _params(), loss=jnp.ones([]))
-
-
-@pytest.mark.parametrize("freezing", [False, True])
-def test_inject_hyperparams_gives_the_same_updates(freezing):
-  kwargs = dict(score_history=3, frozen_fraction=0.25) if freezing else {}
-  plain = core_optax.core(1e-2, b2=0.9, **kwargs)
-  injected = optax.inject_hyperparams(core_optax.core)(1e-2, b2=0.9, **kwargs)
-  ours, _ = _train(injected, _params(), 8)
-  reference, _ = _train(plain, _params(), 8)
-  chex.assert_trees_all_close(ours, reference, rtol=1e-6)
-
-
-def test_inject_hyperparams_keeps_sign_mode():
-  injected = optax.inject_hyperparams(core_optax.core)(1e-2, b2=None)
-  reference, _ = _train(core_optax.core(1e-2, b2=None), _params(), 5)
-  ours, _ = _train(injected, _params(), 5)
-  chex.assert_trees_all_close(ours, reference, rtol=1e-6)
-
-
-def test_inject_hyperparams_changes_values_without_recompiling():
-  tx = optax.inject_hyperparams(core_optax.core)(1e-2, score_history=2, frozen_fraction=0.2)
-  params = _params()
-  state = tx.init(params)
-  traces = []
-
-  @jax.jit
-  def step(params, state, grads):
-    traces.append(None)
-    updates, state = tx.update(grads, state, params)
-    return optax.apply_updates(params, updates), state
-
-  for i in range(6):
-    state.hyperparams["max_step_size"] = jnp.asarray(1e-2 / (i + 1))
-    state.hyperparams["frozen_fraction"] = jnp.asarray(0.1 * i)
-    params, state = step(params, state, _grads(i, params))
-  assert len(traces) == 1
-  assert jax.tree.leaves(state.inner_state[0].s)[0].max() <= 1e-2 / 6 + 1e-9
+  tx.update(helpers.grads(0, helpers.params()), tx.init(helpers.params()), helpers.params(), loss=jnp.ones([]))
 
 
 def test_max_step_size_schedule_caps_step_sizes():
   schedule = optax.linear_schedule(1e-1, 1e-3, transition_steps=5)
   tx = core_optax.scale_by_core(schedule, initial_step_size=1e-1)
-  state = tx.init(_params())
+  state = tx.init(helpers.params())
   for step in range(7):
-    _, state = tx.update(_grads(step, _params()), state)
+    _, state = tx.update(helpers.grads(step, helpers.params()), state)
     cap = schedule(step)
     assert max(float(s.max()) for s in jax.tree.leaves(state.s)) <= cap * (1 + 1e-6)
 
@@ -228,8 +117,8 @@ def test_group_with_zero_frozen_count_never_freezes():
   freezing = core_optax.core(1e-2, score_history=2, groups=groups,
                              frozen_fraction={"kernel": 0.5, "bias": 0.1, "scale": 0.0})
   plain = core_optax.core(1e-2, score_history=2)
-  ours, _ = _train(freezing, _params(), 6)
-  reference, _ = _train(plain, _params(), 6)
+  ours, _ = helpers.train(freezing, helpers.params(), 6)
+  reference, _ = helpers.train(plain, helpers.params(), 6)
   np.testing.assert_array_equal(ours["dense"]["bias"], reference["dense"]["bias"])
   assert not np.array_equal(ours["dense"]["kernel"], reference["dense"]["kernel"])
 
@@ -239,9 +128,9 @@ def test_frozen_weights_do_not_move():
   params = {"w": jnp.arange(8.0)}
   state = tx.init(params)
   for step in range(3):
-    updates, state = tx.update(_grads(step, params), state)
+    updates, state = tx.update(helpers.grads(step, params), state)
   top = np.argsort(-np.asarray(state.S["w"]))[:4]
-  updates, _ = tx.update(_grads(3, params), state)
+  updates, _ = tx.update(helpers.grads(3, params), state)
   np.testing.assert_array_equal(np.asarray(updates["w"])[top], 0.0)
   assert np.count_nonzero(np.asarray(updates["w"])) == 4
 
@@ -256,7 +145,7 @@ def test_state_keeps_the_last_two_thresholds_of_each_group():
   for step in range(5):
     scores = np.concatenate([state.S["w"], state.S["v"]])
     kths.append(np.sort(scores)[::-1][int(0.25 * 305) - 1])
-    _, state = tx.update(_grads(step, params), state)
+    _, state = tx.update(helpers.grads(step, params), state)
     if step == 2:  # the first update past t_hist
       np.testing.assert_array_equal(state.threshold, [[0.0, kths[2]], [0.0, 0.0]])
   # A column per group, in the order of first leaves ("u" of b, then "v" of a); b
@@ -277,7 +166,7 @@ def test_threshold_guess_extrapolates_the_last_change():
 def test_recommended_settings():
   assert core_optax.MAX_STEP_SIZE == {"mini-batch": 1e-3, "intermediate": 1e-2, "full-batch": 1.0}
   tx = core_optax.recommended("full-batch", stability_plasticity=True)
-  state = tx.init(_params())
+  state = tx.init(helpers.params())
   assert state[0].S is not None
   with pytest.raises(ValueError, match="regime must be one of"):
     core_optax.recommended("huge-batch")

@@ -18,14 +18,12 @@ import torch
 from core_optimizer import CoRe
 
 import core_optax
+from tests.helpers import leaf_names
+from tests.helpers import run_ours
 from tests.reference import run_reference
 
 STEPS = 300
 SHAPES = [(4, 6), (6,), (3,), (2, 3, 5)]
-
-
-def _names(n: int) -> list[str]:
-  return [f"p{i:02d}" for i in range(n)]
 
 
 def noisy_quadratic(shapes, dtype, seed=0, noise=0.5, dead=0.0):
@@ -75,7 +73,7 @@ def ours_from_reference(ref: dict[str, Any], n_leaves: int) -> dict[str, Any]:
       score_history=ref.get("score_history", 0) or None,  # the reference's 0: no scores
       maximize=ref.get("maximize", False),
   )
-  names = _names(n_leaves)
+  names = leaf_names(n_leaves)
   for ref_name, our_name, default in (("weight_decay", "weight_decay", 0.1),
                                       ("frozen", "frozen_fraction", 0.0)):
     value = ref.get(ref_name, default)
@@ -85,19 +83,6 @@ def ours_from_reference(ref: dict[str, Any], n_leaves: int) -> dict[str, Any]:
     else:
       kwargs[our_name] = value
   return kwargs
-
-
-def run_ours(tx, weights, grads_seq, *, jit=True):
-  params = dict(zip(_names(len(weights)), map(jnp.asarray, weights)))
-  state = tx.init(params)
-  update = jax.jit(tx.update) if jit else tx.update
-  history = []
-  for grads in grads_seq:
-    grads = dict(zip(_names(len(grads)), map(jnp.asarray, grads)))
-    updates, state = update(grads, state, params)
-    params = optax.apply_updates(params, updates)
-    history.append([np.asarray(params[k]) for k in _names(len(weights))])
-  return history
 
 
 def assert_same_trajectory(ours, ref, rtol, atol):
@@ -174,7 +159,7 @@ def test_group_spanning_leaves_matches_reference_on_concatenation(x64):
   grads, ref = run_reference([np.concatenate([w.ravel() for w in weights])],
                              concatenated_grad_fn, STEPS, **ref_kwargs)
   kwargs = ours_from_reference(ref_kwargs, len(shapes))
-  kwargs["groups"] = {name: "layer" for name in _names(len(shapes))}
+  kwargs["groups"] = {name: "layer" for name in leaf_names(len(shapes))}
   split_grads = [[p.reshape(s) for p, s in zip(np.split(g[0], np.cumsum(sizes)[:-1]), shapes)]
                  for g in grads]
   ours = run_ours(core_optax.core(**kwargs), weights, split_grads)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import chex
 import hypothesis
 from hypothesis import strategies as st
 import jax
@@ -16,6 +17,7 @@ import numpy as np
 import optax
 
 import core_optax
+from tests import helpers
 
 SETTINGS = hypothesis.settings(
     max_examples=40, deadline=None, derandomize=True,
@@ -77,10 +79,6 @@ def run(tx, params, grads_seq, *, jit=False):
     params = optax.apply_updates(params, updates)
     history.append((updates, params, state))
   return history
-
-
-def bits(tree):
-  return [np.asarray(x).tobytes() for x in jax.tree.leaves(tree)]
 
 
 @SETTINGS
@@ -156,7 +154,7 @@ def test_maximizing_a_loss_equals_minimizing_its_negative(tree, hparams, fractio
   ascending = run(core_optax.core(**hparams, maximize=True), params, grads_seq)
   descending = run(core_optax.core(**hparams), params,
                    [jax.tree.map(jnp.negative, g) for g in grads_seq])
-  assert bits(ascending) == bits(descending)
+  assert helpers.bits(ascending) == helpers.bits(descending)
 
 
 @SETTINGS
@@ -189,8 +187,8 @@ def test_permuting_leaves_and_renaming_labels_does_not_change_the_result(
       frozen_fraction={renamed_labels[k]: fractions[k] for k in used}),
       rename(params), [rename(g) for g in grads_seq])
   for (u, p, _), (u2, p2, _) in zip(ours, theirs):
-    assert bits(rename(u)) == bits(u2)
-    assert bits(rename(p)) == bits(p2)
+    assert helpers.bits(rename(u)) == helpers.bits(u2)
+    assert helpers.bits(rename(p)) == helpers.bits(p2)
 
 
 @hypothesis.settings(SETTINGS, max_examples=20)  # compiles every example
@@ -214,3 +212,17 @@ def test_a_jitted_step_equals_an_eager_step_to_rounding(tree, hparams, fraction,
       np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-5 * scale)
     updates, state = eager_out
     params = optax.apply_updates(params, updates)
+
+
+def test_jitted_training_equals_eager_training_with_freezing():
+  """jit changes no number beyond rounding, also once weights are frozen (eqs. 5-8)."""
+  tx = core_optax.core(1e-2, score_history=3, frozen_fraction=0.25)
+  runs = {}
+  for mode, update in (("jit", jax.jit(tx.update)), ("eager", tx.update)):
+    params, state = helpers.train(tx, helpers.params(), 8, update=update)
+    updates, state = update(helpers.grads(8, params), state, params)
+    runs[mode] = updates, params, state
+  chex.assert_trees_all_close(runs["jit"], runs["eager"], rtol=1e-6, atol=1e-7)
+  updates = runs["eager"][0]
+  assert int(runs["eager"][2][0].tau) == 9
+  assert sum(int(jnp.sum(u == 0)) for u in jax.tree.leaves(updates)) >= 3  # floor(0.25 * n)

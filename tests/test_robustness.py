@@ -3,20 +3,18 @@
 Policies (README, "Failure modes"):
 - Non-finite gradients propagate as in the reference: the affected weights become
   NaN; ``optax.apply_if_finite(core(...), max_consecutive_errors)`` skips such a
-  step and leaves weights and the whole state unchanged.
+  step and leaves weights and the whole state unchanged (test_apply_if_finite.py).
 - Misuse fails at once with a ValueError (or a TypeError for a wrong type) that
-  names the argument, the value and what is allowed.
+  names the argument, the value and what is allowed (hyperparameters:
+  test_hyperparameters.py; trees, leaves and labels: here).
 - Half-precision leaves keep their state in float32.
 """
 
 from __future__ import annotations
 
-import os
-import pickle
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -25,33 +23,11 @@ import optax
 import pytest
 
 import core_optax
+from tests import helpers
+from tests.helpers import run_ours
 from tests.reference import run_reference
-from tests.test_parity import run_ours
 
 INT32_MAX = np.iinfo(np.int32).max
-
-
-def _params():
-  return {"w": jnp.array([[1.0, -2.0, 0.5], [0.25, 3.0, -1.5]]), "b": jnp.array([0.1, -0.2])}
-
-
-def _grads(step, params, scale=1.0):
-  key = jax.random.fold_in(jax.random.key(1), step)
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(key, len(leaves))
-  return treedef.unflatten([(scale * (p - 0.3 + jax.random.normal(k, p.shape))).astype(p.dtype)
-                            for p, k in zip(leaves, keys)])
-
-
-def _bits(tree):
-  """The exact bit patterns of every leaf, to compare trees bitwise."""
-  return [np.asarray(x).tobytes() for x in jax.tree.leaves(tree)]
-
-
-def _poisoned(grads, value, *, whole_leaf=False):
-  w = grads["w"]
-  w = jnp.full_like(w, value) if whole_leaf else w.at[0, 1].set(value)
-  return {**grads, "w": w}
 
 
 # Non-finite gradients ------------------------------------------------------------------------
@@ -79,96 +55,15 @@ def test_nonfinite_gradients_poison_the_same_weights_as_the_reference(x64):
 
 def test_nonfinite_gradient_poisons_only_its_own_element_of_the_state():
   tx = core_optax.scale_by_core(1e-2, score_history=2)
-  params = _params()
+  params = helpers.wb_params()
   state = tx.init(params)
   for step in range(3):
-    _, state = tx.update(_grads(step, params), state)
-  _, state = tx.update(_poisoned(_grads(3, params), np.nan), state)
+    _, state = tx.update(helpers.wb_grads(step, params), state)
+  _, state = tx.update(helpers.poisoned(helpers.wb_grads(3, params), np.nan), state)
   for tree in (state.g, state.h, state.S):
     assert np.isnan(tree["w"]).tolist() == [[False, True, False], [False, False, False]]
     assert np.all(np.isfinite(tree["b"]))
   assert np.all(np.isfinite(state.s["w"]))  # comparisons with NaN are false: s is kept
-
-
-def _skipping(tx):
-  return optax.apply_if_finite(tx, max_consecutive_errors=INT32_MAX)
-
-
-@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, "leaf"])
-def test_apply_if_finite_leaves_weights_and_whole_state_bitwise_unchanged(bad, jit):
-  tx = _skipping(core_optax.core(1e-2, score_history=2, frozen_fraction=0.5))
-  update = jax.jit(tx.update) if jit else tx.update
-  params = _params()
-  state = tx.init(params)
-  for step in range(4):
-    updates, state = update(_grads(step, params), state, params)
-    params = optax.apply_updates(params, updates)
-  grads = _poisoned(_grads(4, params), np.nan if bad == "leaf" else bad,
-                    whole_leaf=bad == "leaf")
-  updates, new_state = update(grads, state, params)
-  new_params = optax.apply_updates(params, updates)
-  assert _bits(new_params) == _bits(params)
-  assert _bits(new_state.inner_state) == _bits(state.inner_state)  # tau, g, h, s, S
-  assert int(new_state.total_notfinite) == 1
-
-
-def test_skipped_step_is_as_if_it_never_happened():
-  tx = _skipping(core_optax.core(1e-2, score_history=2, frozen_fraction=0.5))
-  update = jax.jit(tx.update)
-
-  def train(bad_steps):
-    params = _params()
-    state = tx.init(params)
-    for step in range(8):
-      grads = _grads(step, params)
-      if step in bad_steps:
-        updates, state = update(_poisoned(grads, np.nan), state, params)
-        params = optax.apply_updates(params, updates)
-      updates, state = update(grads, state, params)
-      params = optax.apply_updates(params, updates)
-    return params, state.inner_state
-
-  assert _bits(train(bad_steps={1, 5})) == _bits(train(bad_steps=set()))
-
-
-_PMAP_SCRIPT = textwrap.dedent("""
-    import jax, jax.numpy as jnp, numpy as np, optax, core_optax
-    assert jax.local_device_count() == 2
-    tx = optax.apply_if_finite(core_optax.core(1e-2, score_history=2, frozen_fraction=0.5),
-                               max_consecutive_errors=2**31 - 1)
-
-    def step(grads, state, params):
-      grads = jax.lax.pmean(grads, "devices")  # one verdict for all replicas
-      updates, state = tx.update(grads, state, params)
-      return optax.apply_updates(params, updates), state
-
-    step = jax.pmap(step, axis_name="devices")
-    replicate = lambda tree: jax.tree.map(lambda x: jnp.stack([x, x]), tree)
-    params = replicate({"w": jnp.arange(6.0).reshape(2, 3) / 4 - 0.5})
-    state = jax.pmap(tx.init)(params)
-    rng = np.random.default_rng(0)
-    for _ in range(3):
-      params, state = step({"w": jnp.asarray(rng.normal(size=(2, 2, 3)), jnp.float32)},
-                           state, params)
-    grads = rng.normal(size=(2, 2, 3)).astype(np.float32)
-    grads[1, 0, 2] = np.nan  # on the second device only
-    new_params, new_state = step({"w": jnp.asarray(grads)}, state, params)
-    bits = lambda t: [np.asarray(x).tobytes() for x in jax.tree.leaves(t)]
-    assert bits(new_params) == bits(params), "weights moved"
-    assert bits(new_state.inner_state) == bits(state.inner_state), "state changed"
-    assert new_state.total_notfinite.tolist() == [1, 1]
-    print("skipped on both devices")
-""")
-
-
-def test_apply_if_finite_skips_on_every_device_under_pmap():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-             JAX_PLATFORMS="cpu")
-  result = subprocess.run([sys.executable, "-c", _PMAP_SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "skipped on both devices" in result.stdout
 
 
 # Misuse ---------------------------------------------------------------------------------------
@@ -179,7 +74,7 @@ def test_mapping_key_that_labels_no_leaf_of_callable_groups_fails_at_init():
                        frozen_fraction={"all": 0.1, "typo": 0.2}, score_history=5)
   with pytest.raises(ValueError, match=r"frozen_fraction names group label\(s\) \[\"'typo'\"\] "
                                        r"that label no parameter"):
-    tx.init(_params())
+    tx.init(helpers.wb_params())
 
 
 def test_mapping_may_name_labels_of_other_parts_inside_multi_transform():
@@ -190,34 +85,34 @@ def test_mapping_may_name_labels_of_other_parts_inside_multi_transform():
   core_tx = core_optax.core(1e-3, groups=by_name, weight_decay={"w": 0.1, "b": 0.0})
   tx = optax.multi_transform({"core": core_tx, "adam": optax.adam(1e-3)},
                              {"w": "core", "b": "adam"})
-  params = _params()
+  params = helpers.wb_params()
   updates, _ = tx.update(params, tx.init(params), params)
   assert jax.tree.structure(updates) == jax.tree.structure(params)
 
 
 def test_gradient_tree_that_does_not_match_the_state_names_the_path():
   tx = core_optax.core(1e-3)
-  state = tx.init(_params())
-  grads = {"w": _params()["w"], "bias": _params()["b"]}
+  state = tx.init(helpers.wb_params())
+  grads = {"w": helpers.wb_params()["w"], "bias": helpers.wb_params()["b"]}
   with pytest.raises(ValueError, match=r"updates does not match the optimizer state: updates has a leaf at \['bias'\] where the "
                                        r"optimizer state has \['b'\]"):
-    tx.update(grads, state, _params())
+    tx.update(grads, state, helpers.wb_params())
 
 
 def test_gradient_leaf_with_another_shape_names_path_and_shapes():
   tx = core_optax.core(1e-3)
-  state = tx.init(_params())
-  grads = {**_params(), "b": jnp.ones((1,))}  # would broadcast silently
+  state = tx.init(helpers.wb_params())
+  grads = {**helpers.wb_params(), "b": jnp.ones((1,))}  # would broadcast silently
   with pytest.raises(ValueError, match=r"updates\['b'\] has shape \(1,\), but the optimizer "
                                        r"state has shape \(2,\) there"):
-    tx.update(grads, state, _params())
+    tx.update(grads, state, helpers.wb_params())
 
 
 def test_params_tree_that_does_not_match_the_updates_names_the_path():
   tx = core_optax.core(1e-3)
-  state = tx.init(_params())
+  state = tx.init(helpers.wb_params())
   with pytest.raises(ValueError, match=r"params does not match the updates: params has no leaf at \['w'\]"):
-    tx.update(_params(), state, {"b": _params()["b"]})
+    tx.update(helpers.wb_params(), state, {"b": helpers.wb_params()["b"]})
 
 
 @pytest.mark.parametrize("leaf", [jnp.arange(3), jnp.array([True, False]), np.int8(3)],
@@ -247,63 +142,6 @@ def test_integer_leaves_can_be_masked_out():
   assert np.all(np.asarray(updates["x"]) < 0)
 
 
-@pytest.mark.parametrize(
-    "kwargs, error, message",
-    [
-        (dict(max_step_size=float("nan")), ValueError, "max_step_size must be finite and > 0, got nan"),
-        (dict(max_step_size=float("inf")), ValueError, "max_step_size must be finite and > 0, got inf"),
-        (dict(max_step_size=1e-3, eps=float("nan")), ValueError, "eps must be finite and >= 0"),
-        (dict(max_step_size=1e-3, b2=-float("inf")), ValueError, "b2 must be finite and in [0, 1)"),
-        (dict(max_step_size=1e-3, eps=0.0), ValueError,
-         "eps must be >= 1e-30 (in float32 a smaller eps can be flushed to 0"),
-        (dict(max_step_size=1e-3, eps=1e-38), ValueError, "got 1e-38"),
-        (dict(max_step_size=1e-3, eps={"a": 1e-8}), TypeError, "eps must be a number, got dict"),
-        (dict(max_step_size=1e-3, b2=lambda count: 0.9), TypeError, "b2 must be a number, got "),
-        (dict(max_step_size=[1e-3]), TypeError,
-         "max_step_size must be a number or a schedule, got list"),
-        (dict(max_step_size=1e-3, b1_initial=1 - 1e-9), ValueError,
-         "b1_initial must be < 1 also in float32 (<= 1 - 2**-24), got 0.999999999"),
-        (dict(max_step_size=1e-3, b2=1 - 1e-9), ValueError, "b2 must be < 1 also in float32"),
-        (dict(max_step_size=1e-3, score_history=2.0**31), ValueError,
-         "score_history must be <= 2147483647 (the step counter is int32), got 2147483648.0"),
-        (dict(max_step_size=1e-3, b1_width=2**31), ValueError,
-         "b1_width must be > 0, and an int must fit int32 (JAX's integer), got 2147483648"),
-        (dict(max_step_size=20.0), ValueError,
-         "weight_decay must be < 1 / max_step_size (paper, eq. 7), got 0.1 with max_step_size=20.0"),
-        (dict(max_step_size=1.0, weight_decay=1.0), ValueError, "weight_decay must be < 1 / max"),
-        (dict(max_step_size=1.0, weight_decay={"a": 0.5, "b": 2.0}, groups={"w": "a", "b": "b"}),
-         ValueError, "weight_decay['b'] must be < 1 / max_step_size"),
-        (dict(max_step_size="1e-3"), TypeError, "max_step_size must be a number or a schedule, got str '1e-3'"),
-        (dict(max_step_size=True), TypeError, "max_step_size must be a number or a schedule, got bool True"),
-        (dict(max_step_size=1e-3, eps=1j), TypeError, "eps must be a number, got complex 1j"),
-        (dict(max_step_size=np.array([1e-3, 1e-2])), TypeError, "max_step_size must be a real scalar"),
-        (dict(max_step_size=1e-3, eta_plus=np.complex64(2)), TypeError,
-         "eta_plus must be a real scalar"),
-        (dict(max_step_size=1e-3, maximize="yes"), TypeError, "maximize must be a bool, got str"),
-    ],
-)
-def test_bad_hyperparameters_fail_naming_argument_value_and_range(kwargs, error, message):
-  with pytest.raises(error) as raised:
-    core_optax.core(**kwargs)
-  assert message in str(raised.value)
-
-
-def test_decay_against_a_max_step_size_schedule_is_not_checked():
-  # Only numbers are checked; a schedule's values are the caller's responsibility.
-  core_optax.core(optax.constant_schedule(20.0), weight_decay=0.1)
-
-
-def test_frozen_fraction_without_score_history_warns_that_it_has_no_effect():
-  with pytest.warns(UserWarning, match=r"frozen_fraction=0.1 has no effect with score_history=None"):
-    core_optax.core(1e-3, frozen_fraction=0.1)
-  with pytest.warns(UserWarning, match=r"has no effect"):
-    core_optax.core(1e-3, frozen_fraction={"a": 0.0, "b": 0.2}, groups={"w": "a", "b": "b"})
-  with warnings.catch_warnings():
-    warnings.simplefilter("error")
-    core_optax.core(1e-3, frozen_fraction=0.1, score_history=10)
-    core_optax.core(1e-3, frozen_fraction={"a": 0.0}, groups={"w": "a"})
-
-
 # Edge cases -----------------------------------------------------------------------------------
 
 
@@ -322,7 +160,7 @@ def test_zero_size_and_scalar_leaves():
   tx = core_optax.core(1e-2, score_history=2, frozen_fraction=0.5)
   state = tx.init(params)
   for step in range(6):
-    updates, state = jax.jit(tx.update)(_grads(step, params), state, params)
+    updates, state = jax.jit(tx.update)(helpers.wb_grads(step, params), state, params)
     params = optax.apply_updates(params, updates)
   assert params["empty"].shape == (0, 3)
   assert params["scalar"].shape == ()
@@ -337,16 +175,16 @@ def test_zero_size_group_with_frozen_fraction_one():
   params = {"empty": jnp.zeros((0,)), "w": jnp.ones(3)}
   state = tx.init(params)
   for step in range(3):
-    updates, state = tx.update(_grads(step, params), state, params)
+    updates, state = tx.update(helpers.wb_grads(step, params), state, params)
   assert updates["empty"].shape == (0,)
 
 
 def test_frozen_fraction_one_freezes_everything_after_the_history():
   tx = core_optax.core(1e-2, score_history=3, frozen_fraction=1.0)
-  params = _params()
+  params = helpers.wb_params()
   state = tx.init(params)
   for step in range(6):
-    updates, state = jax.jit(tx.update)(_grads(step, params), state, params)
+    updates, state = jax.jit(tx.update)(helpers.wb_grads(step, params), state, params)
     moved = any(bool(jnp.any(u != 0)) for u in jax.tree.leaves(updates))
     assert moved == (step < 3), step  # tau > t_hist: every weight frozen
     params = optax.apply_updates(params, updates)
@@ -358,12 +196,12 @@ def test_counter_near_int32_max_neither_overflows_nor_produces_nan(b2):
   params = {"w": jnp.linspace(-1.0, 1.0, 40)}
   state = tx.init(params)
   for step in range(3):
-    updates, state = tx.update(_grads(step, params), state, params)
+    updates, state = tx.update(helpers.wb_grads(step, params), state, params)
   inner = state[0]
   state = (inner._replace(tau=jnp.asarray(INT32_MAX - 2, jnp.int32)),) + state[1:]
   update = jax.jit(tx.update)
   for step in range(3, 8):
-    updates, state = update(_grads(step, params), state, params)
+    updates, state = update(helpers.wb_grads(step, params), state, params)
     params = optax.apply_updates(params, updates)
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves((params, state)))
   assert int(state[0].tau) == INT32_MAX  # saturates (optax.safe_increment)
@@ -449,21 +287,3 @@ def test_training_is_bitwise_reproducible_across_processes():
   assert runs[0] == runs[1]
 
 
-def _train(tx, params, state, steps, first_step=0):
-  update = jax.jit(tx.update)
-  for step in range(first_step, first_step + steps):
-    updates, state = update(_grads(step, params), state, params)
-    params = optax.apply_updates(params, updates)
-  return params, state
-
-
-@pytest.mark.parametrize("roundtrip", ["numpy", "pickle"])
-def test_save_and_restore_of_the_state_continues_bitwise_identically(roundtrip):
-  tx = core_optax.core(1e-2, score_history=3, frozen_fraction=0.3)
-  params, state = _train(tx, _params(), tx.init(_params()), 5)
-  if roundtrip == "numpy":
-    restored = jax.tree.map(jnp.asarray, jax.tree.map(np.asarray, state))
-  else:
-    restored = pickle.loads(pickle.dumps(state))
-  assert jax.tree.structure(restored) == jax.tree.structure(state)
-  assert _bits(_train(tx, params, restored, 5, 5)) == _bits(_train(tx, params, state, 5, 5))
