@@ -5,12 +5,17 @@ A task is data + model + loss + test error + epochs. It trains every seed of one
 the seeds, and returns the test error after each evaluation (epoch, or episode
 block for reinforcement learning). The harness takes the minimum over evaluations
 (early stopping, paper section 3) and scores it with equations 19-22.
+
+A task evaluates the model at :func:`evaluation_params`, which is the trained parameters for
+every optimizer except those that average their iterates (schedule-free AdamW), given as an
+:class:`EvaluatedTransformation`. Tasks whose test error is measured on the training
+episodes themselves (NR, RA) have no separate evaluation and use the trained parameters.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, NamedTuple
 
 import jax
 import numpy as np
@@ -18,6 +23,29 @@ import optax
 
 Mode = Literal["quick", "standard", "full"]
 Regime = Literal["mini-batch", "intermediate", "full-batch"]
+
+
+class EvaluatedTransformation(NamedTuple):
+  """A transformation whose model is evaluated elsewhere than at the parameters it trains.
+
+  It is a transformation like any other (``init`` and ``update`` as in
+  ``optax.GradientTransformationExtraArgs``) with one more function.
+
+  Attributes:
+    init: as in optax.
+    update: as in optax.
+    eval_params: ``eval_params(params, opt_state)`` returns the parameters to evaluate
+      (e.g. ``optax.contrib.schedule_free_eval_params``).
+  """
+
+  init: Callable[[optax.Params], optax.OptState]
+  update: Callable[..., tuple[optax.Updates, optax.OptState]]
+  eval_params: Callable[[optax.Params, optax.OptState], optax.Params]
+
+
+def evaluation_params(tx: Any, params: optax.Params, opt_state: optax.OptState) -> optax.Params:
+  """The parameters a task evaluates after training with ``tx`` to ``(params, opt_state)``."""
+  return tx.eval_params(params, opt_state) if isinstance(tx, EvaluatedTransformation) else params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +73,8 @@ class Task:
     error_name: what the test error is, e.g. ``"test NLL"``.
     run: ``run(tx, seeds, mode)`` trains one model per seed (``seeds`` is an
       int array of shape ``[n_seeds]``) with ``tx`` in one jit-compiled,
-      seed-vmapped program and returns a :class:`TaskResult`.
+      seed-vmapped program and returns a :class:`TaskResult`. It evaluates the model at
+      :func:`evaluation_params`.
     cuts: per mode, a sentence saying what is cut relative to the paper's
       protocol (epochs, data); written next to the results table.
     failure_error: the error that replaces failed (non-finite) runs, or ``None``

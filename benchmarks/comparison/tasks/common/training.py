@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks.comparison import task as task_lib
+
 Data = Any
 # init(key, data) -> params.
 Init = Callable[[jax.Array, Data], optax.Params]
@@ -60,7 +62,7 @@ def train(tx: optax.GradientTransformation, seeds: jax.Array, data: Data, *,
       n_steps = jax.tree.leaves(epoch_batches)[0].shape[0]
       carry, _ = jax.lax.scan(
           step, carry, (epoch_batches, jax.random.split(k_steps, n_steps)))
-      return carry, evaluate(carry[0], data)
+      return carry, evaluate(task_lib.evaluation_params(tx, *carry), data)
 
     _, metrics = jax.lax.scan(epoch, (params, tx.init(params)),
                               jax.random.split(k_train, n_epochs))
