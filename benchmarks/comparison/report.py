@@ -91,7 +91,7 @@ def load(*dirs: pathlib.Path) -> tuple[dict, dict[str, TaskReport]]:
     raise ValueError("Runs reported together need the same mode and seeds, got "
                      + ", ".join(f"{r['mode']} {r['seeds']}" for r in runs))
   run = {**runs[0], "tasks": [t for r in runs for t in r["tasks"]],
-         "command": "`; `".join(r["command"] for r in runs)}
+         "commands": [c for r in runs for c in r["commands"]]}
   reports = {}
   for out, r in zip(dirs, runs):
     for name in r["tasks"]:
@@ -115,7 +115,7 @@ def markdown(run: dict, reports: dict[str, TaskReport], order: list[str],
     return reports[task].outcomes[name].n_rates < n_grid
   lines = [
       f"Mode `{run['mode']}`, {len(run['seeds'])} seeds per configuration. "
-      f"Command: `{run['command']}`.", "",
+      "Commands: " + "; ".join(f"`{c}`" for c in run["commands"]) + ".", "",
       "Accuracy score A_i (eqs. 19-20, %) per task and mean A-bar (eqs. 21-22, %) over the tasks "
       f"every optimizer finished ({', '.join(complete) or 'none'}). 100 = best optimizer on the task; "
       "* = learning-rate grid not finished (see the learning-rate table).",
