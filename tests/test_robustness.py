@@ -78,16 +78,35 @@ def test_mapping_key_that_labels_no_leaf_of_callable_groups_fails_at_init():
 
 
 def test_mapping_may_name_labels_of_other_parts_inside_multi_transform():
-  """Each part of multi_transform sees some groups only; the rest are not typos there."""
-  def by_name(params):
+  """Each part of multi_transform sees some groups only; the rest are not typos there.
+
+  As apax builds its optimizer: one CoRe per parameter group inside multi_transform,
+  each given the mappings for all groups and a callable ``groups``.
+  """
+  def by_name(params):  # called on the part: the other part's leaf is an optax.MaskedNode
     return {name: name for name in params}
 
-  core_tx = core_optax.core(1e-3, groups=by_name, weight_decay={"w": 0.1, "b": 0.0})
-  tx = optax.multi_transform({"core": core_tx, "adam": optax.adam(1e-3)},
-                             {"w": "core", "b": "adam"})
-  params = helpers.wb_params()
-  updates, _ = tx.update(params, tx.init(params), params)
-  assert jax.tree.structure(updates) == jax.tree.structure(params)
+  kwargs = dict(groups=by_name, score_history=2, weight_decay={"w": 0.1, "b": 0.0},
+                frozen_fraction={"w": 0.5, "b": 0.25})
+  tx = optax.multi_transform({"w_part": core_optax.core(1e-2, **kwargs),
+                              "b_part": core_optax.core(1e-3, **kwargs)},
+                             {"w": "w_part", "b": "b_part"})
+  # The same by hand: each part alone on its leaf, with its label's values.
+  alone = {"w": core_optax.core(1e-2, score_history=2, weight_decay=0.1, frozen_fraction=0.5),
+           "b": core_optax.core(1e-3, score_history=2, weight_decay=0.0, frozen_fraction=0.25)}
+  params = want = helpers.wb_params()
+  state = tx.init(params)
+  states = {k: alone[k].init({k: params[k]}) for k in alone}
+  for step in range(5):
+    updates, state = tx.update(helpers.wb_grads(step, params), state, params)
+    params = optax.apply_updates(params, updates)
+    grads = helpers.wb_grads(step, want)
+    parts = {}
+    for k in alone:
+      parts[k], states[k] = alone[k].update({k: grads[k]}, states[k], {k: want[k]})
+    want = optax.apply_updates(want, {**parts["w"], **parts["b"]})
+  assert helpers.bits(params) == helpers.bits(want)
+  assert int(jnp.sum(updates["w"] == 0)) == 3  # floor(0.5 * 6) frozen in the "w" part
 
 
 def test_gradient_tree_that_does_not_match_the_state_names_the_path():
