@@ -1,0 +1,36 @@
+"""Sphinx configuration: the API reference from the docstrings, the README's recipes as pages.
+
+Build: ``python -m sphinx -W -b html docs docs/_build/html`` (``tests/test_docs.py``
+builds it with warnings as errors).
+"""
+
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import core_optax  # noqa: E402  (after the path, so that the checkout is documented)
+
+project = "core_optax"
+author = "the core_optax authors"
+copyright = "the core_optax authors"  # noqa: A001  (Sphinx's name for it)
+release = core_optax.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",  # Google-style docstrings, as optax
+    "sphinx.ext.mathjax",
+    "myst_parser",  # the recipe pages include sections of README.md
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build"]
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "signature"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_ivar = True  # NamedTuple fields are documented once, by their Attributes section
+
+html_theme = "alabaster"
+html_title = f"core_optax {release}"
