@@ -14,7 +14,7 @@ import core_optax  # noqa: E402  (after the path, so that the checkout is docume
 
 project = "core_optax"
 author = "the core_optax authors"
-copyright = "the core_optax authors"  # noqa: A001  (Sphinx's name for it)
+copyright = "the core_optax authors"
 release = core_optax.__version__
 
 extensions = [

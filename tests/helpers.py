@@ -91,7 +91,7 @@ BATCHES = 6
 
 
 def least_squares() -> tuple[Any, Callable[..., jax.Array], jax.Array, jax.Array]:
-  """A small least-squares problem: params, ``loss_fn(params, x, y)``, and :data:`BATCHES` batches."""
+  """A least-squares problem: params, ``loss_fn(params, x, y)`` and :data:`BATCHES` batches."""
   k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
   params = {"w": jax.random.normal(k1, (8, 4)), "b": jnp.zeros(4)}
   xs = jax.random.normal(k2, (BATCHES, 16, 8))

@@ -109,7 +109,8 @@ def test_apply_if_finite_skips_on_every_device_under_pmap():
 
 def test_apply_if_finite_skips_a_nan_gradient_without_touching_core_state():
   params, loss_fn, xs, ys = helpers.least_squares()
-  tx = optax.apply_if_finite(core_optax.core(1e-2, score_history=2, frozen_fraction=0.25), max_consecutive_errors=3)
+  core_tx = core_optax.core(1e-2, score_history=2, frozen_fraction=0.25)
+  tx = optax.apply_if_finite(core_tx, max_consecutive_errors=3)
   nan_at = 2
 
   def grad_with_a_nan(p, x, y):
@@ -117,10 +118,11 @@ def test_apply_if_finite_skips_a_nan_gradient_without_touching_core_state():
     poisoned = jnp.all(x == xs[nan_at])  # the batch at step nan_at
     return jax.tree.map(lambda a: jnp.where(poisoned, jnp.nan, a), g)
 
-  got, state, updates = helpers.train_on_batches(tx, params, loss_fn, xs, ys, grad_fn=grad_with_a_nan)
+  got, state, updates = helpers.train_on_batches(tx, params, loss_fn, xs, ys,
+                                                 grad_fn=grad_with_a_nan)
   assert all(bool(jnp.all(u == 0)) for u in jax.tree.leaves(updates[nan_at]))
   assert int(state.total_notfinite) == 1
   keep = np.arange(helpers.BATCHES) != nan_at
-  want, want_state, _ = helpers.train_on_batches(core_optax.core(1e-2, score_history=2, frozen_fraction=0.25), params, loss_fn, xs[keep], ys[keep])
+  want, want_state, _ = helpers.train_on_batches(core_tx, params, loss_fn, xs[keep], ys[keep])
   helpers.assert_trees_close(got, want, rtol=0, atol=0)
   helpers.assert_trees_close(state.inner_state, want_state, rtol=0, atol=0)

@@ -115,7 +115,8 @@ def test_save_and_restore_of_the_state_continues_bitwise_identically(roundtrip):
   else:
     restored = pickle.loads(pickle.dumps(state))
   assert jax.tree.structure(restored) == jax.tree.structure(state)
-  assert helpers.bits(_continue(tx, params, restored, 5, 5)) == helpers.bits(_continue(tx, params, state, 5, 5))
+  continued = _continue(tx, params, restored, 5, 5)
+  assert helpers.bits(continued) == helpers.bits(_continue(tx, params, state, 5, 5))
 
 
 if __name__ == "__main__":

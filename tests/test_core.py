@@ -98,7 +98,8 @@ def test_counter_saturates_at_int32_max():
 
 def test_extra_args_are_accepted():
   tx = core_optax.core(1e-3)
-  tx.update(helpers.grads(0, helpers.params()), tx.init(helpers.params()), helpers.params(), loss=jnp.ones([]))
+  params = helpers.params()
+  tx.update(helpers.grads(0, params), tx.init(params), params, loss=jnp.ones([]))
 
 
 def test_max_step_size_schedule_caps_step_sizes():

@@ -32,15 +32,19 @@ BAD = [
     (dict(max_step_size=1e-3, b2=-1.0), ValueError,
      "b2 must be in [0, 1) (for sign mode, u = sign(g) without h, pass b2=None), got -1.0"),
     (dict(max_step_size=1e-3, eps=-1e-8), ValueError, "eps must be >= 0, got -1e-08"),
-    (dict(max_step_size=1e-3, weight_decay=-0.1), ValueError, "weight_decay must be >= 0, got -0.1"),
+    (dict(max_step_size=1e-3, weight_decay=-0.1), ValueError,
+     "weight_decay must be >= 0, got -0.1"),
     (dict(max_step_size=1e-3, weight_decay={"a": -1.0}, groups={"a": "a"}), ValueError,
      "weight_decay['a'] must be >= 0, got -1.0"),
     (dict(max_step_size=1e-3, score_history=0), ValueError,
      "score_history must be a whole number >= 1 (for no importance scores and no freezing, "
      "pass score_history=None), got 0"),
-    (dict(max_step_size=1e-3, score_history=-1), ValueError, "score_history must be a whole number >= 1"),
-    (dict(max_step_size=1e-3, score_history=2.5), ValueError, "score_history must be a whole number >= 1"),
-    (dict(max_step_size=1e-3, frozen_fraction=1.1), ValueError, "frozen_fraction must be in [0, 1], got 1.1"),
+    (dict(max_step_size=1e-3, score_history=-1), ValueError,
+     "score_history must be a whole number >= 1"),
+    (dict(max_step_size=1e-3, score_history=2.5), ValueError,
+     "score_history must be a whole number >= 1"),
+    (dict(max_step_size=1e-3, frozen_fraction=1.1), ValueError,
+     "frozen_fraction must be in [0, 1], got 1.1"),
     (dict(max_step_size=1e-3, frozen_fraction={"a": 0.1}), ValueError,
      "frozen_fraction is a mapping {label: value}; it needs groups="),
     (dict(max_step_size=1e-3, weight_decay={"a": 0.1}), ValueError,
@@ -72,8 +76,10 @@ BAD = [
     (dict(max_step_size=1.0, weight_decay=1.0), ValueError, "weight_decay must be < 1 / max"),
     (dict(max_step_size=1.0, weight_decay={"a": 0.5, "b": 2.0}, groups={"w": "a", "b": "b"}),
      ValueError, "weight_decay['b'] must be < 1 / max_step_size"),
-    (dict(max_step_size="1e-3"), TypeError, "max_step_size must be a number or a schedule, got str '1e-3'"),
-    (dict(max_step_size=True), TypeError, "max_step_size must be a number or a schedule, got bool True"),
+    (dict(max_step_size="1e-3"), TypeError,
+     "max_step_size must be a number or a schedule, got str '1e-3'"),
+    (dict(max_step_size=True), TypeError,
+     "max_step_size must be a number or a schedule, got bool True"),
     (dict(max_step_size=1e-3, eps=1j), TypeError, "eps must be a number, got complex 1j"),
     (dict(max_step_size=np.array([1e-3, 1e-2])), TypeError, "max_step_size must be a real scalar"),
     (dict(max_step_size=1e-3, eta_plus=np.complex64(2)), TypeError,
@@ -102,7 +108,8 @@ def test_decay_against_a_max_step_size_schedule_is_not_checked():
 
 
 def test_frozen_fraction_without_score_history_warns_that_it_has_no_effect():
-  with pytest.warns(UserWarning, match=r"frozen_fraction=0.1 has no effect with score_history=None"):
+  with pytest.warns(UserWarning,
+                    match=r"frozen_fraction=0.1 has no effect with score_history=None"):
     core_optax.core(1e-3, frozen_fraction=0.1)
   with pytest.warns(UserWarning, match=r"has no effect"):
     core_optax.core(1e-3, frozen_fraction={"a": 0.0, "b": 0.2}, groups={"w": "a", "b": "b"})

@@ -113,8 +113,9 @@ def test_gradient_tree_that_does_not_match_the_state_names_the_path():
   tx = core_optax.core(1e-3)
   state = tx.init(helpers.wb_params())
   grads = {"w": helpers.wb_params()["w"], "bias": helpers.wb_params()["b"]}
-  with pytest.raises(ValueError, match=r"updates does not match the optimizer state: updates has a leaf at \['bias'\] where the "
-                                       r"optimizer state has \['b'\]"):
+  with pytest.raises(ValueError, match=r"updates does not match the optimizer state: updates has "
+                                       r"a leaf at \['bias'\] where the optimizer state has "
+                                       r"\['b'\]"):
     tx.update(grads, state, helpers.wb_params())
 
 
@@ -130,7 +131,8 @@ def test_gradient_leaf_with_another_shape_names_path_and_shapes():
 def test_params_tree_that_does_not_match_the_updates_names_the_path():
   tx = core_optax.core(1e-3)
   state = tx.init(helpers.wb_params())
-  with pytest.raises(ValueError, match=r"params does not match the updates: params has no leaf at \['w'\]"):
+  with pytest.raises(ValueError, match=r"params does not match the updates: params has no leaf "
+                                       r"at \['w'\]"):
     tx.update(helpers.wb_params(), state, {"b": helpers.wb_params()["b"]})
 
 
@@ -149,13 +151,14 @@ def test_integer_and_boolean_leaves_fail_clearly(leaf):
 def test_python_number_leaves_fail_clearly():
   tx = core_optax.core(1e-3)
   state = tx.init({"x": jnp.ones(2), "y": jnp.asarray(1.0)})
-  with pytest.raises(TypeError, match=r"updates\['y'\] is float, not an array; leaves must be \(JAX or"):
+  with pytest.raises(TypeError, match=r"updates\['y'\] is float, not an array; leaves must be "
+                                      r"\(JAX or"):
     tx.update({"x": jnp.ones(2), "y": 0.5}, state, {"x": jnp.ones(2), "y": jnp.asarray(1.0)})
 
 
 def test_integer_leaves_can_be_masked_out():
   params = {"x": jnp.ones(2), "n": jnp.arange(3)}
-  is_float = lambda p: jax.tree.map(lambda x: jnp.issubdtype(x.dtype, jnp.floating), p)  # noqa: E731
+  is_float = lambda p: jax.tree.map(lambda x: jnp.issubdtype(x.dtype, jnp.floating), p)
   tx = optax.masked(core_optax.core(1e-2), is_float)
   updates, _ = tx.update({"x": jnp.ones(2), "n": jnp.zeros(3, jnp.int32)}, tx.init(params), params)
   assert np.all(np.asarray(updates["x"]) < 0)

@@ -12,7 +12,7 @@ import core_optax
 
 
 def _state_bytes_per_weight(state, params) -> float:
-  """Bytes of the parameter-shaped state (g, h, s, S) per weight; tau and threshold are a few numbers."""
+  """Bytes of the parameter-shaped state (g, h, s, S) per weight (tau and threshold are few)."""
   n = sum(p.size for p in jax.tree.leaves(params))
   core_state = state[0]
   trees = (core_state.g, core_state.h, core_state.s, core_state.S)
@@ -31,7 +31,8 @@ def test_bfloat16_state_keeps_its_dtypes_and_saves_memory(freezing, expected_byt
     assert jax.tree.map(lambda x: x.dtype, new_state) == jax.tree.map(lambda x: x.dtype, state)
     state = new_state
   core_state = state[0]
-  assert {x.dtype for x in jax.tree.leaves((core_state.g, core_state.s))} == {jnp.dtype(jnp.bfloat16)}
+  lean = jax.tree.leaves((core_state.g, core_state.s))
+  assert {x.dtype for x in lean} == {jnp.dtype(jnp.bfloat16)}
   assert {x.dtype for x in jax.tree.leaves(core_state.h)} == {jnp.dtype(jnp.float32)}
   assert jax.tree.map(lambda x: x.dtype, updates) == jax.tree.map(lambda x: x.dtype, params)
   assert _state_bytes_per_weight(state, params) == expected_bytes
