@@ -2,8 +2,13 @@
 
 The accuracy comparison (benchmarks/comparison):
   python -m benchmarks run [--quick|--standard|--full] [--tasks ...] [--optimizers ...]
-                           [--seeds N] [--out DIR]
+                           [--seeds N] [--out DIR] [--list] [--shard I/N]
+                           [--ray ADDRESS [--cpus-per-task C] [--gpus-per-task G]]
   python -m benchmarks report DIR [DIR ...] [--to REPORT_DIR]
+
+Continual learning, does CoRe's freezing help? (benchmarks/comparison/continual):
+  python -m benchmarks continual [--quick|--standard|--full] [--seeds N] [--out DIR]
+  (`report DIR` rebuilds its report too)
 
 The studies (benchmarks/studies, one module each):
   python -m benchmarks step-speed [--quick] [--out FILE] [--torch-device cpu|cuda]
@@ -23,12 +28,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import pathlib
 import sys
 import time
 
 import jax
 
+from benchmarks.comparison import cluster
 from benchmarks.comparison import optimizers as optimizers_lib
 from benchmarks.comparison import report as report_lib
 from benchmarks.comparison import runner
@@ -48,7 +55,7 @@ STUDIES = {
 """Verb: (module in :mod:`benchmarks.studies`, help). A study's module has
 ``add_arguments(parser)`` and ``main(args)``."""
 
-CACHED = ("run", "report", "vmap-speedup")
+CACHED = ("run", "report", "vmap-speedup", "continual")
 """Verbs that reuse compiled programs across runs (see :func:`_enable_compilation_cache`)."""
 
 
@@ -71,10 +78,11 @@ def _parser(verb: str | None = None) -> argparse.ArgumentParser:
   run = commands.add_parser("run", help="train and score the comparison; resumes an "
                             "interrupted run")
   modes = run.add_mutually_exclusive_group()
-  for mode, text in (("quick", "recommended learning rate per optimizer, tiny data (default)"),
-                     ("standard", "learning-rate grid, cut data and epochs (2 CPU cores, ~2 h "
-                      "for the image tasks)"),
-                     ("full", "the paper's protocol")):
+  for mode, text in (("quick", "every optimizer at its documented default, tiny data "
+                      "(default)"),
+                     ("standard", "defaults and the tuning grid, cut data and epochs"),
+                     ("full", "the paper's protocol (days on one machine: see --list, "
+                      "--shard, --ray)")):
     modes.add_argument(f"--{mode}", dest="mode", action="store_const", const=mode, help=text)
   run.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
   run.add_argument("--optimizers", nargs="+", choices=list(optimizers_lib.OPTIMIZERS),
@@ -83,10 +91,24 @@ def _parser(verb: str | None = None) -> argparse.ArgumentParser:
                    "full 20)")
   run.add_argument("--out", type=pathlib.Path, help="output directory (default "
                    "benchmarks/runs/<mode>)")
+  cluster.add_arguments(run)
+
+  continual = commands.add_parser("continual", help="does CoRe's freezing help? continual-"
+                                  "learning scenarios; resumes an interrupted run")
+  continual_modes = continual.add_mutually_exclusive_group()
+  for mode, text in (("quick", "tiny data, quick_lr, a subset of optimizers (default)"),
+                     ("standard", "step-size grid, 10 seeds, cut data (~45 min on 2 cores)"),
+                     ("full", "20 seeds, the paper's sizes")):
+    continual_modes.add_argument(f"--{mode}", dest="mode", action="store_const", const=mode,
+                                 help=text)
+  continual.add_argument("--seeds", type=int, help="seeds per configuration (quick 3, "
+                         "standard 10, full 20)")
+  continual.add_argument("--out", type=pathlib.Path, help="output directory (default "
+                         "benchmarks/runs/continual_<mode>)")
 
   report = commands.add_parser("report", help="rebuild tables and figures of run directories")
   report.add_argument("dirs", type=pathlib.Path, nargs="+", help="run directories of one mode "
-                      "and seeds, reported together")
+                      "and seeds, reported together (shards of one run merge)")
   report.add_argument("--to", type=pathlib.Path, help="report directory (default DIR/report; "
                       "required for several runs)")
 
@@ -100,6 +122,29 @@ def _parser(verb: str | None = None) -> argparse.ArgumentParser:
   return parser
 
 
+def _is_continual(dirs: list[pathlib.Path]) -> bool:
+  """Whether ``dirs`` is one run of ``continual`` (its run.json says so)."""
+  from benchmarks.comparison.continual import runner as continual_runner
+  kinds = [json.loads((d / "run.json").read_text()).get("kind") if (d / "run.json").exists()
+           else None for d in dirs]
+  if continual_runner.KIND in kinds and len(dirs) > 1:
+    raise SystemExit("report takes one continual run directory at a time.")
+  return kinds == [continual_runner.KIND]
+
+
+def _continual(args: argparse.Namespace) -> None:
+  from benchmarks.comparison.continual import runner as continual_runner
+  from benchmarks.comparison.continual.scenarios import SCENARIOS
+  mode = args.mode or "quick"
+  out = args.out or RUNS / f"continual_{mode}"
+  start = time.perf_counter()
+  continual_runner.run(out, list(SCENARIOS.values()), mode,
+                       args.seeds or continual_runner.DEFAULT_SEEDS[mode])
+  from benchmarks.comparison.continual import report as continual_report  # matplotlib
+  print(continual_report.build(out))
+  print(f"Wall time {time.perf_counter() - start:.0f} s. Tables and figures in {out / 'report'}.")
+
+
 def main(argv: list[str] | None = None) -> None:
   argv = sys.argv[1:] if argv is None else argv
   args = _parser(argv[0] if argv else None).parse_args(argv)
@@ -107,15 +152,25 @@ def main(argv: list[str] | None = None) -> None:
     _enable_compilation_cache()
   if args.command == "run":
     mode = args.mode or "quick"
+    tasks = [TASKS[t] for t in args.tasks]
+    optimizers = [optimizers_lib.OPTIMIZERS[o] for o in args.optimizers]
+    if args.list:
+      print("\n".join(c.id for c in runner.shard(runner.plan(tasks, optimizers, mode),
+                                                 *args.shard)))
+      return
     out = args.out or RUNS / mode
     start = time.perf_counter()
-    runner.run(out, [TASKS[t] for t in args.tasks],
-               [optimizers_lib.OPTIMIZERS[o] for o in args.optimizers], mode,
-               args.seeds or runner.DEFAULT_SEEDS[mode])
-    print(report_lib.build([out], list(optimizers_lib.OPTIMIZERS)))
+    runner.run(out, tasks, optimizers, mode, args.seeds or runner.DEFAULT_SEEDS[mode],
+               shard_of=args.shard, execute=cluster.executor(args))
+    print(report_lib.build([out]))
     print(f"Wall time {time.perf_counter() - start:.0f} s. Tables and figures in {out / 'report'}.")
+  elif args.command == "continual":
+    _continual(args)
+  elif args.command == "report" and _is_continual(args.dirs):
+    from benchmarks.comparison.continual import report as continual_report
+    print(continual_report.build(args.dirs[0], args.to))
   elif args.command == "report":
-    print(report_lib.build(args.dirs, list(optimizers_lib.OPTIMIZERS), args.to))
+    print(report_lib.build(args.dirs, args.to))
   else:
     _study(args.command).main(args)
 

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 purpose="${1:?usage: bash scripts/setup.sh test|bench}"
 case "$purpose" in
-  test) extras="test,bench,examples" ;;
+  test) extras="test,bench,examples,cluster" ;;
   bench) extras="bench" ;;
   *) echo "unknown purpose '$purpose' (test or bench)" >&2; exit 2 ;;
 esac

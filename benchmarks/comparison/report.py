@@ -1,11 +1,18 @@
-"""Tables and figures from a saved run: scores (eqs. 19-22), best learning rates, convergence.
+"""Tables and figures from saved runs: both tracks' scores (eqs. 19-22), budgets, wall times.
 
 ``build([out])`` reads ``out/raw`` and ``out/tasks`` (see :mod:`benchmarks.comparison.runner`)
-and writes ``out/report/``; ``build([a, b], ..., report_dir)`` reports the tasks of several runs
-of one mode and seeds together (e.g. the image tasks and the other six). It writes:
-``scores.md`` (all tables, the run's command and every task's cuts),
-``scores.csv``, ``min_errors.csv``, ``task_scores.png`` (like the paper's Figure 1),
-``overall_scores.png`` (Figure 2) and ``convergence_<task>.png`` (Figure 5).
+and writes ``out/report/``; ``build([a, b, ...], report_dir)`` reports several run directories
+of one mode and seeds together: the image tasks and the other six, or the shards of one
+request (a configuration saved in two of them must be the same). It writes ``scores.md``
+(every table, the runs' commands and every task's cuts), ``scores.csv``, ``min_errors.csv``,
+``task_scores.png`` (like the paper's Figure 1), ``overall_scores.png`` (Figure 2, both tracks)
+and ``convergence_<task>.png`` (Figure 5).
+
+Two tracks (see :mod:`benchmarks.comparison.optimizers`): *defaults-only*, each optimizer at
+its documented default setting, and *tuned*, at its best setting of grid and default by the
+lowest mean minimum test error. Both are scored against the same reference, the best tuned
+mean minimum error of the task (in quick mode, where only defaults run, the best default),
+so an optimizer's tuning gap, tuned minus defaults-only A, is never negative.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import csv
 import dataclasses
 import json
 import pathlib
+from typing import Literal, Mapping
 
 import matplotlib
 
@@ -21,132 +29,314 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.comparison import optimizers as optimizers_lib  # noqa: E402
 from benchmarks.comparison import scoring  # noqa: E402
 
 N_CONVERGENCE_CURVES = 8
+N_LEADING = 3  # optimizers whose budget diagnostic is shown next to the scores.
+Track = Literal["defaults", "tuned"]
+TRACKS: tuple[Track, ...] = ("defaults", "tuned")
+REGIMES = ("mini-batch", "intermediate", "full-batch")
 
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-  """An optimizer on a task at its best learning rate."""
+  """An optimizer on a task at one setting."""
 
   learning_rate: float
   minima: np.ndarray  # [n_seeds] minimum test errors, failed seeds replaced.
   errors: np.ndarray  # [n_seeds, n_evals] raw test errors.
   extras: dict[str, np.ndarray]  # per extra, its value at each seed's best evaluation.
   n_failed: int
-  n_rates: int  # learning rates tried.
+  best_is_last: np.ndarray  # [n_seeds] whether the seed's first minimum is its last evaluation.
+  wall_s: float
+  compile_s: float  # NaN for runs saved before compilation was timed.
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskReport:
-  """One task's metadata, the best outcome per optimizer and the accuracy scores."""
+  """One task: metadata, every optimizer's outcome per track, and both tracks' scores.
+
+  Attributes:
+    meta: the task's ``tasks/<task>.json``.
+    outcomes: ``{track: {optimizer: outcome}}``; an optimizer whose default is not saved is
+      missing from the defaults track.
+    scores: ``{track: {optimizer: (A, dA)}}`` against the best tuned mean minimum error.
+    finished: the optimizers that ran every setting this mode asks for.
+    wall_s: ``{optimizer: (median wall time, median wall time less compilation)}`` over its
+      settings, in seconds.
+  """
 
   meta: dict
-  outcomes: dict[str, Outcome]
-  scores: dict[str, tuple[float, float]]
+  outcomes: dict[Track, dict[str, Outcome]]
+  scores: dict[Track, dict[str, tuple[float, float]]]
+  finished: set[str]
+  wall_s: dict[str, tuple[float, float]]
 
 
-def _load_raw(directory: pathlib.Path) -> dict[str, dict[float, dict[str, np.ndarray]]]:
-  """``{optimizer: {learning rate: saved arrays}}`` of one task."""
-  raw: dict[str, dict[float, dict[str, np.ndarray]]] = {}
-  for path in sorted(directory.glob("*/lr=*.npz")):
-    if path.name.endswith(".partial.npz"):
-      continue
-    with np.load(path) as saved:
-      arrays = dict(saved)
-    raw.setdefault(path.parent.name, {})[float(arrays["learning_rate"])] = arrays
-  return raw
+def _outcome(saved: Mapping[str, np.ndarray], failure_error: float) -> Outcome:
+  errors = saved["errors"]
+  minima = scoring.seed_minima(errors, failure_error)
+  finite = np.where(np.isfinite(errors), errors, np.inf)
+  # The last evaluation at each seed's minimum: an unsolved RL seed's error stays at the cap,
+  # and its extras (running reward) are then those at the end of training, not the start.
+  at_min = errors.shape[1] - 1 - finite[:, ::-1].argmin(axis=1)
+  extras = {key[len("extra_"):]: value[np.arange(len(at_min)), at_min]
+            for key, value in saved.items() if key.startswith("extra_")}
+  failed = ~np.isfinite(errors).all(axis=1) | (errors.min(axis=1) > failure_error)
+  best_is_last = (finite.argmin(axis=1) == errors.shape[1] - 1) & ~failed
+  return Outcome(float(saved["learning_rate"]), minima, errors, extras, int(failed.sum()),
+                 best_is_last, float(saved["wall_s"]),
+                 float(saved["compile_s"]) if "compile_s" in saved else float("nan"))
 
 
-def _task_report(meta: dict, raw: dict[str, dict[float, dict[str, np.ndarray]]]) -> TaskReport:
-  """Picks every optimizer's learning rate by the lowest mean minimum error and scores it."""
+def _task_report(meta: dict, raw: dict[str, dict[float, dict[str, np.ndarray]]],
+                 mode: str) -> TaskReport:
+  """Picks every optimizer's tuned setting and its default, and scores both tracks."""
   failure_error = meta["failure_error"]
   if failure_error is None:
     finite = [e[np.isfinite(e)] for runs in raw.values() for r in runs.values()
               for e in [r["errors"]]]
     finite = np.concatenate(finite) if finite else np.array([])
     failure_error = float(finite.max()) if finite.size else float("inf")
-  outcomes = {}
+  outcomes: dict[Track, dict[str, Outcome]] = {"defaults": {}, "tuned": {}}
+  finished, wall_s = set(), {}
   for name, runs in raw.items():
-    candidates = {lr: scoring.seed_minima(r["errors"], failure_error) for lr, r in runs.items()}
-    lr = min(candidates, key=lambda k: (candidates[k].mean(), k))
-    errors = runs[lr]["errors"]
-    # The last evaluation at each seed's minimum: an unsolved RL seed's error stays at the cap,
-    # and its extras (running reward) are then those at the end of training, not the start.
-    best = errors.shape[1] - 1 - np.where(np.isfinite(errors), errors, np.inf)[:, ::-1].argmin(axis=1)
-    extras = {key[len("extra_"):]: value[np.arange(len(best)), best]
-              for key, value in runs[lr].items() if key.startswith("extra_")}
-    failed = ~np.isfinite(errors).all(axis=1) | (errors.min(axis=1) > failure_error)
-    outcomes[name] = Outcome(lr, candidates[lr], errors, extras, int(failed.sum()), len(runs))
-  scores = scoring.accuracy_scores({k: o.minima.mean() for k, o in outcomes.items()},
-                                   {k: o.minima.std() for k, o in outcomes.items()})
-  return TaskReport(meta=meta, outcomes=outcomes, scores=scores)
+    optimizer = optimizers_lib.OPTIMIZERS[name]
+    by_setting = {lr: _outcome(r, failure_error) for lr, r in runs.items()}
+    best = min(by_setting, key=lambda k: (by_setting[k].minima.mean(), k))
+    outcomes["tuned"][name] = by_setting[best]
+    default = optimizer.default[meta["regime"]]
+    if default in by_setting:
+      outcomes["defaults"][name] = by_setting[default]
+    if set(optimizer.settings(meta["regime"], tuned=mode != "quick")) <= set(by_setting):
+      finished.add(name)
+    wall_s[name] = (float(np.median([o.wall_s for o in by_setting.values()])),
+                    float(np.median([o.wall_s - o.compile_s for o in by_setting.values()])))
+  reference = min(o.minima.mean() for o in outcomes["tuned"].values())
+  scores = {track: scoring.accuracy_scores({k: o.minima.mean() for k, o in chosen.items()},
+                                           {k: o.minima.std() for k, o in chosen.items()},
+                                           best=reference)
+            for track, chosen in outcomes.items()}
+  return TaskReport(meta, outcomes, scores, finished, wall_s)
+
+
+def _load_raw(directory: pathlib.Path, into: dict[str, dict[float, dict[str, np.ndarray]]],
+              sources: dict[pathlib.Path, pathlib.Path]) -> None:
+  """Adds one directory's configurations of a task to ``into`` (``{optimizer: {lr: arrays}}``).
+
+  Raises:
+    ValueError: when a configuration is already there from another directory with other
+      results.
+  """
+  for path in sorted(directory.glob("*/lr=*.npz")):
+    if path.name.endswith(".partial.npz"):
+      continue
+    with np.load(path) as saved:
+      arrays = dict(saved)
+    runs = into.setdefault(path.parent.name, {})
+    lr = float(arrays["learning_rate"])
+    key = path.relative_to(directory.parent.parent)
+    if lr in runs:
+      same = runs[lr].keys() == arrays.keys() and all(
+          np.array_equal(runs[lr][k], arrays[k], equal_nan=arrays[k].dtype.kind == "f")
+          for k in arrays if k not in ("wall_s", "compile_s"))
+      if not same:
+        raise ValueError(f"{key} differs between {sources[key]} and {directory.parent.parent}.")
+      continue
+    runs[lr] = arrays
+    sources[key] = directory.parent.parent
 
 
 def load(*dirs: pathlib.Path) -> tuple[dict, dict[str, TaskReport]]:
-  """Reads run directories of one mode and seeds: their ``run.json`` and a report per task."""
+  """Reads run directories of one mode and seeds: their ``run.json`` and a report per task.
+
+  Directories may hold different tasks, or different configurations of the same tasks (shards,
+  or a run extended later); a task's configurations are merged over all of them.
+  """
   runs = [json.loads((out / "run.json").read_text()) for out in dirs]
   if len({(r["mode"], tuple(r["seeds"])) for r in runs}) > 1:
     raise ValueError("Runs reported together need the same mode and seeds, got "
                      + ", ".join(f"{r['mode']} {r['seeds']}" for r in runs))
-  run = {**runs[0], "tasks": [t for r in runs for t in r["tasks"]],
-         "commands": [c for r in runs for c in r["commands"]]}
-  reports = {}
+  run = {**runs[0], "tasks": list(dict.fromkeys(t for r in runs for t in r["tasks"])),
+         "commands": list(dict.fromkeys(c for r in runs for c in r["commands"]))}
+  metas, raws = {}, {}
+  sources: dict[pathlib.Path, pathlib.Path] = {}
   for out, r in zip(dirs, runs):
     for name in r["tasks"]:
       meta_file = out / "tasks" / f"{name}.json"
-      raw = _load_raw(out / "raw" / name)
-      if meta_file.exists() and raw:
-        reports[name] = _task_report(json.loads(meta_file.read_text()), raw)
+      if meta_file.exists():
+        metas.setdefault(name, json.loads(meta_file.read_text()))
+        _load_raw(out / "raw" / name, raws.setdefault(name, {}), sources)
+  reports = {name: _task_report(metas[name], raws[name], run["mode"])
+             for name in run["tasks"] if raws.get(name)}
   return run, reports
+
+
+@dataclasses.dataclass(frozen=True)
+class Overall:
+  """Scores over tasks: A-bar per track, per regime, over the tasks every optimizer finished."""
+
+  complete: list[str]
+  a_bar: dict[Track, dict[str, tuple[float, float]]]
+  by_regime: dict[Track, dict[str, dict[str, tuple[float, float]]]]  # track -> regime -> name
+
+
+def overall(reports: dict[str, TaskReport], present: set[str]) -> Overall:
+  """A-bar (eqs. 21-22) of both tracks over the tasks every optimizer finished, and by regime."""
+  complete = [t for t, r in reports.items() if r.finished == present]
+
+  def over(tasks: list[str], track: Track) -> dict[str, tuple[float, float]]:
+    return scoring.overall_scores({t: reports[t].scores[track] for t in tasks}) if tasks else {}
+
+  return Overall(
+      complete,
+      {track: over(complete, track) for track in TRACKS},
+      {track: {regime: over([t for t in complete if reports[t].meta["regime"] == regime], track)
+               for regime in REGIMES} for track in TRACKS})
 
 
 def _percent(score: tuple[float, float]) -> str:
   return f"{100 * score[0]:.1f} ± {100 * score[1]:.1f}"
 
 
-def markdown(run: dict, reports: dict[str, TaskReport], order: list[str],
-             overall: dict[str, tuple[float, float]], complete: list[str], n_grid: int) -> str:
-  """The report's Markdown: scores, minimum errors, learning rates, cuts."""
-  tasks = list(reports)
+def _row(cells: list[str]) -> str:
+  return "| " + " | ".join(cells) + " |"
 
-  def unfinished(task: str, name: str) -> bool:
-    return reports[task].outcomes[name].n_rates < n_grid
+
+def _header(first: str, columns: list[str]) -> list[str]:
+  return [_row([first, *columns]), "|---" * (len(columns) + 1) + "|"]
+
+
+def _score_table(track: Track, reports: dict[str, TaskReport], order: list[str],
+                 result: Overall) -> list[str]:
+  tasks = list(reports)
+  a_bar = result.a_bar[track]
+  lines = _header("optimizer", [*tasks, "A-bar"])
+  for name in sorted(order, key=lambda n: -a_bar.get(n, (-1.0, 0.0))[0]):
+    cells = [_percent(reports[t].scores[track][name])
+             + ("" if name in reports[t].finished else "*")
+             if name in reports[t].scores[track] else "—" for t in tasks]
+    lines.append(_row([name, *cells, _percent(a_bar[name]) if name in a_bar else "—"]))
+  lines.append(_row([f"best evaluation last, {N_LEADING} leading (%)",
+                     *(_still_improving(reports[t], track, N_LEADING) for t in tasks), ""]))
+  return lines
+
+
+def _still_improving(report: TaskReport, track: Track, n: int | None = None) -> str:
+  """Percentage of (optimizer, seed) runs whose first minimum is the last evaluation."""
+  scores = report.scores[track]
+  names = sorted(scores, key=lambda k: -scores[k][0])[:n]
+  last = np.concatenate([report.outcomes[track][k].best_is_last for k in names])
+  return f"{100 * last.mean():.0f}"
+
+
+def markdown(run: dict, reports: dict[str, TaskReport], order: list[str],
+             result: Overall) -> str:
+  """The report's Markdown: both tracks' scores, the gap, errors, settings, budgets, times."""
+  tasks = list(reports)
+  tuned_mode = run["mode"] != "quick"
+  complete = ", ".join(result.complete) or "none"
   lines = [
-      f"Mode `{run['mode']}`, {len(run['seeds'])} seeds per configuration. "
-      "Commands: " + "; ".join(f"`{c}`" for c in run["commands"]) + ".", "",
+      f"Mode `{run['mode']}`, {len(run['seeds'])} seeds per configuration. Commands: "
+      + "; ".join(f"`{c}`" for c in run["commands"]) + ".", "",
       "Accuracy score A_i (eqs. 19-20, %) per task and mean A-bar (eqs. 21-22, %) over the tasks "
-      f"every optimizer finished ({', '.join(complete) or 'none'}). 100 = best optimizer on the task; "
-      "* = learning-rate grid not finished (see the learning-rate table).",
-      "",
-      "| optimizer | " + " | ".join(tasks) + " | A-bar |",
-      "|---" * (len(tasks) + 2) + "|",
+      f"every optimizer finished ({complete}). 100 = the best "
+      + ("tuned optimizer on the task, for both tracks; * = settings not all run (see the "
+         "settings table)." if tuned_mode else "optimizer on the task."),
+      "The last row: of the (optimizer, seed) runs of the "
+      f"{N_LEADING} leading optimizers, the percentage whose best evaluation is the last one "
+      "(still improving when the budget ended).", "",
+      "### Defaults-only: every optimizer at its documented default setting", "",
+      *_score_table("defaults", reports, order, result),
   ]
-  for name in sorted(order, key=lambda n: -overall.get(n, (-1.0, 0.0))[0]):
-    cells = [_percent(reports[t].scores[name]) + ("*" if unfinished(t, name) else "")
-             if name in reports[t].scores else "—" for t in tasks]
-    lines.append(f"| {name} | " + " | ".join(cells) + f" | "
-                 f"{_percent(overall[name]) if name in overall else '—'} |")
-  lines += ["", "Minimum test error per seed, mean ± std over seeds, at the chosen learning rate "
-            "(failed seeds, with a non-finite error or none below the task's failure error, count as "
-            "the failure error; their number is in brackets):", "",
-            "| optimizer | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+  if tuned_mode:
+    lines += ["", "### Tuned: every optimizer at its best setting of grid and default", "",
+              *_score_table("tuned", reports, order, result),
+              "", "### Tuning gap", "",
+              "A-bar of both tracks and the gap (tuned minus defaults-only, points), overall and "
+              f"per batch regime over the complete tasks ({complete}):", ""]
+    regimes = [r for r in REGIMES if result.by_regime["tuned"][r]]
+    lines += _header("optimizer", ["defaults-only", "tuned", "gap",
+                                   *(f"defaults / tuned, {r}" for r in regimes)])
+    a_bar = result.a_bar
+    for name in sorted(order, key=lambda n: -a_bar["defaults"].get(n, (-1.0, 0.0))[0]):
+      if name not in a_bar["tuned"]:
+        continue
+      d, t = a_bar["defaults"][name][0], a_bar["tuned"][name][0]
+      lines.append(_row([name, _percent(a_bar["defaults"][name]), _percent(a_bar["tuned"][name]),
+                         f"{100 * (t - d):.1f}",
+                         *(f"{100 * result.by_regime['defaults'][r][name][0]:.1f} / "
+                           f"{100 * result.by_regime['tuned'][r][name][0]:.1f}" for r in regimes)]))
+  else:
+    regimes = [r for r in REGIMES if result.by_regime["defaults"][r]]
+    lines += ["", f"A-bar per batch regime over the complete tasks ({complete}):", "",
+              *_header("optimizer", regimes)]
+    for name in sorted(order, key=lambda n: -result.a_bar["defaults"].get(n, (-1.0, 0.0))[0]):
+      if name in result.a_bar["defaults"]:
+        lines.append(_row([name, *(_percent(result.by_regime["defaults"][r][name])
+                                   for r in regimes)]))
+  main: Track = "tuned" if tuned_mode else "defaults"
+  lines += ["", "Minimum test error per seed, mean ± std over seeds, at the "
+            + ("tuned" if tuned_mode else "default") + " setting (failed seeds, with a non-finite "
+            "error or none below the task's failure error, count as the failure error; their "
+            "number is in brackets):", "", *_header("optimizer", tasks)]
   for name in order:
     cells = []
     for t in tasks:
-      o = reports[t].outcomes.get(name)
+      o = reports[t].outcomes[main].get(name)
       cells.append("—" if o is None else f"{o.minima.mean():.4g} ± {o.minima.std():.2g}"
                    + (f" ({o.n_failed} failed)" if o.n_failed else ""))
-    lines.append(f"| {name} | " + " | ".join(cells) + " |")
-  lines += ["", "Chosen learning rate (s_max for RPROP and CoRe):", "",
-            "| optimizer | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    lines.append(_row([name, *cells]))
+  lines += ["", "Setting (learning rate; s_max for RPROP and CoRe; multiplier for the tuning-free "
+            "optimizers; the base Adam's rate in Mechanic-Adam): default" + (" / tuned" if tuned_mode
+                                                                              else "")
+            + ", and how many of the mode's settings ran where not all did:", "",
+            *_header("optimizer", tasks)]
   for name in order:
-    cells = [f"{reports[t].outcomes[name].learning_rate:g}"
-             + (f" ({reports[t].outcomes[name].n_rates} of {n_grid} tried)"
-                if unfinished(t, name) else "")
-             if name in reports[t].outcomes else "—" for t in tasks]
-    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    cells = []
+    for t in tasks:
+      report = reports[t]
+      if name not in report.outcomes["tuned"]:
+        cells.append("—")
+        continue
+      regime = report.meta["regime"]
+      optimizer = optimizers_lib.OPTIMIZERS[name]
+      cell = f"{optimizer.default[regime]:g}"
+      if tuned_mode:
+        cell += f" / {report.outcomes['tuned'][name].learning_rate:g}"
+      if name not in report.finished:
+        n_saved = len({o.learning_rate for track in TRACKS
+                       for k, o in report.outcomes[track].items() if k == name})
+        cell += f" ({n_saved}+ of {len(optimizer.settings(regime, tuned_mode))} ran)"
+      cells.append(cell)
+    lines.append(_row([name, *cells]))
+  lines += ["", "Budget: the percentage of (optimizer, seed) runs whose best evaluation is the "
+            f"last one, at the {main} setting, over all optimizers and over the {N_LEADING} "
+            "leading ones (a high value means the score measures early training):", "",
+            *_header("", tasks),
+            _row(["all optimizers", *(_still_improving(reports[t], main) for t in tasks)]),
+            _row([f"{N_LEADING} leading", *(_still_improving(reports[t], main, N_LEADING)
+                                            for t in tasks)])]
+  if all("Adam" in r.wall_s for r in reports.values()):
+    lines += ["", "Wall time of a configuration relative to Adam's on the same task (median over "
+              "the settings that ran; training and evaluation of all seeds), with compilation and "
+              "in brackets without it (— where the run predates timing compilation). Measured on "
+              "2 CPU cores shared with other jobs: a rough guide.", "", *_header("optimizer", tasks)]
+    for name in order:
+      cells = []
+      for t in tasks:
+        times = reports[t].wall_s
+        if name not in times:
+          cells.append("—")
+          continue
+        steps = times[name][1] / times["Adam"][1]
+        cells.append(f"{times[name][0] / times['Adam'][0]:.2f} ("
+                     + (f"{steps:.2f}" if np.isfinite(steps) else "—") + ")")
+      lines.append(_row([name, *cells]))
+  lines += ["", "Default settings and where they come from:", ""]
+  for name in order:
+    lines.append(f"- **{name}**: {optimizers_lib.OPTIMIZERS[name].default_source}.")
   lines += ["", "Tasks (error; extras at each seed's best evaluation are in min_errors.csv) "
             "and what this mode cuts relative to the paper's protocol:", ""]
   for t, report in reports.items():
@@ -156,25 +346,31 @@ def markdown(run: dict, reports: dict[str, TaskReport], order: list[str],
 
 
 def _write_csvs(report_dir: pathlib.Path, reports: dict[str, TaskReport],
-                overall: dict[str, tuple[float, float]]) -> None:
+                result: Overall) -> None:
   with open(report_dir / "scores.csv", "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(["task", "optimizer", "A", "dA"])
-    for t, report in reports.items():
-      for name, (a, da) in report.scores.items():
-        writer.writerow([t, name, f"{a:.6g}", f"{da:.6g}"])
-    for name, (a, da) in overall.items():
-      writer.writerow(["A-bar", name, f"{a:.6g}", f"{da:.6g}"])
+    writer.writerow(["track", "task", "optimizer", "A", "dA"])
+    for track in TRACKS:
+      for t, report in reports.items():
+        for name, (a, da) in report.scores[track].items():
+          writer.writerow([track, t, name, f"{a:.6g}", f"{da:.6g}"])
+      for name, (a, da) in result.a_bar[track].items():
+        writer.writerow([track, "A-bar", name, f"{a:.6g}", f"{da:.6g}"])
   with open(report_dir / "min_errors.csv", "w", newline="") as f:
     writer = csv.writer(f)
-    extra_names = sorted({e for r in reports.values() for o in r.outcomes.values() for e in o.extras})
-    writer.writerow(["task", "optimizer", "learning_rate", "mean_min_error", "std_min_error",
-                     "n_failed"] + [f"mean_{e}" for e in extra_names])
-    for t, report in reports.items():
-      for name, o in report.outcomes.items():
-        writer.writerow([t, name, f"{o.learning_rate:g}", f"{o.minima.mean():.6g}",
-                         f"{o.minima.std():.6g}", o.n_failed]
-                        + [f"{o.extras[e].mean():.6g}" if e in o.extras else "" for e in extra_names])
+    extra_names = sorted({e for r in reports.values() for o in r.outcomes["tuned"].values()
+                          for e in o.extras})
+    writer.writerow(["track", "task", "optimizer", "learning_rate", "mean_min_error",
+                     "std_min_error", "n_failed", "best_is_last", "wall_s", "compile_s"]
+                    + [f"mean_{e}" for e in extra_names])
+    for track in TRACKS:
+      for t, report in reports.items():
+        for name, o in report.outcomes[track].items():
+          writer.writerow([track, t, name, f"{o.learning_rate:g}", f"{o.minima.mean():.6g}",
+                           f"{o.minima.std():.6g}", o.n_failed, int(o.best_is_last.sum()),
+                           f"{o.wall_s:.3g}", f"{o.compile_s:.3g}"]
+                          + [f"{o.extras[e].mean():.6g}" if e in o.extras else ""
+                             for e in extra_names])
 
 
 def _colours(order: list[str]) -> dict[str, tuple]:
@@ -182,29 +378,29 @@ def _colours(order: list[str]) -> dict[str, tuple]:
   return {name: cmap(i % 20) for i, name in enumerate(order)}
 
 
-def _hatched_bar(ax, x, value, error, width, colour, horizontal=False):
+def _hatched_bar(ax, x, value, error, width, colour, horizontal=False, alpha=1.0):
   """A bar with its uncertainty as a cross-hatched band around its edge (paper's style)."""
   if horizontal:
-    ax.barh(x, value, height=width, color=colour, edgecolor="none")
+    ax.barh(x, value, height=width, color=colour, edgecolor="none", alpha=alpha)
     ax.barh(x, 2 * error, left=value - error, height=width, color="none", edgecolor="black",
             hatch="xxx", linewidth=0)
   else:
-    ax.bar(x, value, width=width, color=colour, edgecolor="none")
+    ax.bar(x, value, width=width, color=colour, edgecolor="none", alpha=alpha)
     ax.bar(x, 2 * error, bottom=value - error, width=width, color="none", edgecolor="black",
            hatch="xxx", linewidth=0)
 
 
-def _plot_task_scores(path, reports, order, colours):
+def _plot_task_scores(path, reports, order, colours, track: Track):
   fig, ax = plt.subplots(figsize=(2.5 + 1.6 * len(reports), 4.5))
   width = 0.8 / len(order)
   for i, name in enumerate(order):
     for j, report in enumerate(reports.values()):
-      if name in report.scores:
-        a, da = report.scores[name]
+      if name in report.scores[track]:
+        a, da = report.scores[track][name]
         _hatched_bar(ax, j + (i - (len(order) - 1) / 2) * width, 100 * a, 100 * da, width,
                      colours[name])
   ax.set_xticks(range(len(reports)), list(reports))
-  ax.set_ylabel("accuracy score $A_i$ (%)")
+  ax.set_ylabel(f"accuracy score $A_i$ (%), {track}")
   ax.set_ylim(0, 105)
   ax.legend(handles=[matplotlib.patches.Patch(color=colours[n], label=n) for n in order],
             fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
@@ -213,26 +409,34 @@ def _plot_task_scores(path, reports, order, colours):
   plt.close(fig)
 
 
-def _plot_overall(path, overall, colours, complete):
-  ranked = sorted(overall, key=lambda n: overall[n][0])
-  fig, ax = plt.subplots(figsize=(6, 0.35 * len(ranked) + 1.2))
+def _plot_overall(path, result: Overall, colours, tracks: tuple[Track, ...]):
+  """Horizontal bars of A-bar; with both tracks, tuned solid and defaults-only pale below it."""
+  main = tracks[-1]
+  ranked = sorted(result.a_bar[main], key=lambda n: result.a_bar[main][n][0])
+  fig, ax = plt.subplots(figsize=(6, 0.45 * len(ranked) + 1.2))
+  height = 0.8 / len(tracks)
   for i, name in enumerate(ranked):
-    _hatched_bar(ax, i, 100 * overall[name][0], 100 * overall[name][1], 0.8, colours[name],
-                 horizontal=True)
+    for j, track in enumerate(tracks):
+      a, da = result.a_bar[track][name]
+      _hatched_bar(ax, i + (j - (len(tracks) - 1) / 2) * height, 100 * a, 100 * da, height,
+                   colours[name], horizontal=True, alpha=1.0 if track == main else 0.4)
   ax.set_yticks(range(len(ranked)), ranked)
-  over = ", ".join(complete) if len(complete) <= 4 else f"{len(complete)} tasks"
-  ax.set_xlabel(r"mean accuracy score $\bar{A}$ (%) over " + over)
+  over = ", ".join(result.complete) if len(result.complete) <= 4 else \
+      f"{len(result.complete)} tasks"
+  what = "tuned (solid) and defaults-only (pale)" if len(tracks) == 2 else tracks[0]
+  ax.set_xlabel(r"mean accuracy score $\bar{A}$ (%) over " + over + f"\n{what}")
   ax.set_xlim(0, 105)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
 
 
-def _plot_convergence(path, task, report, colours):
-  best = sorted(report.scores, key=lambda n: -report.scores[n][0])[:N_CONVERGENCE_CURVES]
+def _plot_convergence(path, task, report, colours, track: Track):
+  scores = report.scores[track]
+  best = sorted(scores, key=lambda n: -scores[n][0])[:N_CONVERGENCE_CURVES]
   fig, ax = plt.subplots(figsize=(6, 4))
   for name in best:
-    errors = report.outcomes[name].errors
+    errors = report.outcomes[track][name].errors
     mean, std = np.nanmean(errors, axis=0), np.nanstd(errors, axis=0)
     steps = np.arange(1, len(mean) + 1)
     ax.plot(steps, mean, color=colours[name], label=name)
@@ -240,21 +444,19 @@ def _plot_convergence(path, task, report, colours):
   ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
   ax.set_xlabel("evaluation (epoch)")
   ax.set_ylabel(report.meta["error_name"])
-  ax.set_title(f"{task}: the {len(best)} best optimizers, mean ± std over seeds")
+  ax.set_title(f"{task}: the {len(best)} best optimizers ({track}), mean ± std over seeds")
   ax.legend(fontsize="small")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
 
 
-def build(dirs: list[pathlib.Path], optimizer_order: list[str],
-          report_dir: pathlib.Path | None = None) -> str:
-  """Writes the report of one or more runs and returns its Markdown tables.
+def build(dirs: list[pathlib.Path], report_dir: pathlib.Path | None = None) -> str:
+  """Writes the report of one or more run directories and returns its Markdown tables.
 
   Args:
     dirs: run directories (of one mode and seeds).
-    optimizer_order: the order of optimizers in tables and legends (the registry's).
-    report_dir: where to write; ``dirs[0] / "report"`` by default for one run.
+    report_dir: where to write; ``dirs[0] / "report"`` by default for one directory.
 
   Returns:
     The content of ``scores.md``.
@@ -264,21 +466,19 @@ def build(dirs: list[pathlib.Path], optimizer_order: list[str],
       raise ValueError("A report of several runs needs a report_dir.")
     report_dir = dirs[0] / "report"
   run, reports = load(*dirs)
-  present = {name for report in reports.values() for name in report.outcomes}
-  order = [n for n in optimizer_order if n in present] + sorted(present - set(optimizer_order))
-  n_grid = max(o.n_rates for r in reports.values() for o in r.outcomes.values()) if reports else 0
-  complete = [t for t, r in reports.items() if set(r.scores) == present
-              and all(o.n_rates == n_grid for o in r.outcomes.values())]
-  overall = scoring.overall_scores({t: reports[t].scores for t in complete}) if complete else {}
+  present = {name for report in reports.values() for name in report.outcomes["tuned"]}
+  order = [n for n in optimizers_lib.OPTIMIZERS if n in present]
+  result = overall(reports, present)
+  tracks: tuple[Track, ...] = TRACKS if run["mode"] != "quick" else ("defaults",)
   report_dir.mkdir(parents=True, exist_ok=True)
-  text = markdown(run, reports, order, overall, complete, n_grid)
+  text = markdown(run, reports, order, result)
   (report_dir / "scores.md").write_text(text)
-  _write_csvs(report_dir, reports, overall)
+  _write_csvs(report_dir, reports, result)
   colours = _colours(order)
   if reports:
-    _plot_task_scores(report_dir / "task_scores.png", reports, order, colours)
-  if overall:
-    _plot_overall(report_dir / "overall_scores.png", overall, colours, complete)
+    _plot_task_scores(report_dir / "task_scores.png", reports, order, colours, tracks[-1])
+  if result.complete:
+    _plot_overall(report_dir / "overall_scores.png", result, colours, tracks)
   for task, report in reports.items():
-    _plot_convergence(report_dir / f"convergence_{task}.png", task, report, colours)
+    _plot_convergence(report_dir / f"convergence_{task}.png", task, report, colours, tracks[-1])
   return text

@@ -29,19 +29,21 @@ def seed_minima(errors: np.ndarray, failure_error: float) -> np.ndarray:
   return np.minimum(np.where(failed[:, None], failure_error, errors).min(axis=1), failure_error)
 
 
-def accuracy_scores(mean_errors: Mapping[str, float],
-                    std_errors: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+def accuracy_scores(mean_errors: Mapping[str, float], std_errors: Mapping[str, float],
+                    best: float | None = None) -> dict[str, tuple[float, float]]:
   """Equations 19 and 20: ``A_i(k)`` and ``dA_i(k)`` of every optimizer ``k`` on one task.
 
   Args:
     mean_errors: ``E_min`` per optimizer, the mean over seeds of the minimum test error.
     std_errors: ``dE_min`` per optimizer, its standard deviation over seeds.
+    best: the reference error, ``min_k E_min(k)`` by default; another comparison's best (the
+      tuned track's, for the defaults-only track) puts two comparisons on one scale.
 
   Returns:
-    ``{optimizer: (A, dA)}`` with ``A = min_k E_min(k) / E_min(k)`` and
-    ``dA = min_k E_min(k) / E_min(k)^2 * dE_min(k)``.
+    ``{optimizer: (A, dA)}`` with ``A = best / E_min(k)`` and
+    ``dA = best / E_min(k)^2 * dE_min(k)``.
   """
-  best = min(mean_errors.values())
+  best = min(mean_errors.values()) if best is None else best
   return {
       name: (best / mean, best / mean**2 * std_errors[name])
       for name, mean in mean_errors.items()

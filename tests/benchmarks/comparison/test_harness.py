@@ -31,7 +31,8 @@ FAKE = task_lib.Task(name="FAKE", regime="full-batch", error_name="fake error", 
 OPTIMIZERS = [optimizers.OPTIMIZERS["SGD"], optimizers.OPTIMIZERS["CoRe"]]
 
 
-def test_quick_mode_uses_one_recommended_rate_and_standard_the_grid():
+def test_quick_mode_runs_the_defaults_and_standard_the_grid_too():
+  # SGD's default is torch's docstring example 0.1, CoRe's the paper's full-batch s_max 1.
   assert [c.learning_rate for c in runner.plan([FAKE], OPTIMIZERS, "quick")] == [1e-1, 1.0]
   assert len(runner.plan([FAKE], OPTIMIZERS, "standard")) == 2 * len(optimizers.LEARNING_RATES)
 
@@ -48,15 +49,15 @@ def test_run_saves_every_configuration_and_a_rerun_resumes(tmp_path):
 
 def test_report_picks_the_best_rate_scores_and_draws(tmp_path):
   runner.run(tmp_path, [FAKE], OPTIMIZERS, "standard", n_seeds=2)
-  text = report.build([tmp_path], list(optimizers.OPTIMIZERS))
+  text = report.build([tmp_path])
   _, reports = report.load(tmp_path)
-  outcomes = reports["FAKE"].outcomes
+  outcomes = reports["FAKE"].outcomes["tuned"]
   # SGD's first update is lr itself: the largest rate without a failed seed (0.1) wins.
   assert outcomes["SGD"].learning_rate == 0.1
   assert outcomes["SGD"].n_failed == 0
   np.testing.assert_allclose(outcomes["SGD"].minima, [1 / 1.1, 1 / 1.1 + 0.01])
-  assert reports["FAKE"].scores["CoRe"][0] <= 1.0
-  assert max(a for a, _ in reports["FAKE"].scores.values()) == 1.0
+  assert reports["FAKE"].scores["tuned"]["CoRe"][0] <= 1.0
+  assert max(a for a, _ in reports["FAKE"].scores["tuned"].values()) == 1.0
   assert "| optimizer | FAKE | A-bar |" in text and "fake cut" in text
   for name in ("scores.md", "scores.csv", "min_errors.csv", "task_scores.png",
                "overall_scores.png", "convergence_FAKE.png"):
@@ -76,9 +77,9 @@ def test_extras_of_a_seed_stuck_at_its_minimum_are_from_its_last_evaluation(tmp_
                            run=_unsolved_run, cuts={m: "" for m in ("quick", "standard", "full")},
                            failure_error=100.0)
   runner.run(tmp_path, [unsolved], OPTIMIZERS[:1], "quick", n_seeds=2)
-  report.build([tmp_path], list(optimizers.OPTIMIZERS))
+  report.build([tmp_path])
   _, reports = report.load(tmp_path)
-  np.testing.assert_array_equal(reports["UNSOLVED"].outcomes["SGD"].extras["running_reward"], [3, 3])
+  np.testing.assert_array_equal(reports["UNSOLVED"].outcomes["defaults"]["SGD"].extras["running_reward"], [3, 3])
 
 
 def test_runs_of_one_mode_and_seeds_are_reported_together(tmp_path):
@@ -86,7 +87,7 @@ def test_runs_of_one_mode_and_seeds_are_reported_together(tmp_path):
                         run=_fake_run, cuts=FAKE.cuts, failure_error=10.0)
   runner.run(tmp_path / "a", [FAKE], OPTIMIZERS, "quick", n_seeds=2)
   runner.run(tmp_path / "b", [other], OPTIMIZERS, "quick", n_seeds=2)
-  text = report.build([tmp_path / "a", tmp_path / "b"], list(optimizers.OPTIMIZERS),
+  text = report.build([tmp_path / "a", tmp_path / "b"],
                       tmp_path / "both")
   assert "| optimizer | FAKE | OTHER | A-bar |" in text
   assert (tmp_path / "both" / "overall_scores.png").exists()
@@ -94,4 +95,4 @@ def test_runs_of_one_mode_and_seeds_are_reported_together(tmp_path):
   with pytest.raises(ValueError, match="same mode and seeds"):
     report.load(tmp_path / "a", tmp_path / "c")
   with pytest.raises(ValueError, match="needs a report_dir"):
-    report.build([tmp_path / "a", tmp_path / "b"], list(optimizers.OPTIMIZERS))
+    report.build([tmp_path / "a", tmp_path / "b"])

@@ -1,0 +1,176 @@
+"""--list, --shard and --ray: stable ids, disjoint shards that merge, Ray equal to a local run."""
+
+import argparse
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from benchmarks import __main__ as cli
+from benchmarks.comparison import cluster, optimizers, report, runner
+from benchmarks.comparison import task as task_lib
+from benchmarks.comparison.tasks import TASKS
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+
+
+def _fake_run(tx, seeds, mode):
+  """Errors that depend on the optimizer through its first update of a unit parameter."""
+  del mode
+  one = np.ones(1, np.float32)
+  step = float(np.abs(np.asarray(tx.update(one, tx.init(one), one)[0])).sum())
+  return task_lib.TaskResult(errors=1.0 / (1.0 + step) + 0.01 * np.asarray(seeds)[:, None]
+                             + np.zeros((1, 3)))
+
+
+FAKE = task_lib.Task(name="FAKE", regime="mini-batch", error_name="fake error", run=_fake_run,
+                     cuts={m: "fake cut" for m in ("quick", "standard", "full")},
+                     failure_error=10.0)
+SOME = [optimizers.OPTIMIZERS[n] for n in ("SGD", "Adam", "CoRe", "Prodigy")]
+
+
+def _saved(out: pathlib.Path) -> dict[str, dict[str, np.ndarray]]:
+  """Every saved configuration's arrays but its timings, by path under raw/."""
+  arrays = {}
+  for path in sorted((out / "raw").rglob("*.npz")):
+    with np.load(path) as saved:
+      arrays[str(path.relative_to(out / "raw"))] = {
+          k: v for k, v in saved.items() if k not in ("wall_s", "compile_s")}
+  return arrays
+
+
+def _assert_same(a: dict, b: dict) -> None:
+  assert a.keys() == b.keys()
+  for name in a:
+    assert a[name].keys() == b[name].keys(), name
+    for key in a[name]:
+      np.testing.assert_array_equal(a[name][key], b[name][key], err_msg=f"{name} {key}")
+
+
+def test_ids_are_unique_and_stable_and_name_the_files(tmp_path):
+  plan = runner.plan([FAKE, TASKS["SS-csbm"]], SOME, "standard")
+  ids = [c.id for c in plan]
+  assert len(set(ids)) == len(ids)
+  assert ids == [c.id for c in runner.plan([FAKE, TASKS["SS-csbm"]], SOME, "standard")]
+  assert "SS-csbm/Prodigy/lr=10" in ids and "FAKE/CoRe/lr=0.001" in ids
+  config = plan[0]
+  assert runner.result_path(tmp_path, config.task.name, config.optimizer.name,
+                            config.learning_rate) == tmp_path / "raw" / f"{config.id}.npz"
+
+
+def test_list_prints_one_id_per_line_of_the_shard(capsys):
+  cli.main(["run", "--list", "--standard", "--tasks", "SS-csbm", "--optimizers", "Adam", "DoG",
+            "--shard", "2/3"])
+  listed = capsys.readouterr().out.split()
+  whole = [c.id for c in runner.plan([TASKS["SS-csbm"]], [optimizers.OPTIMIZERS["Adam"],
+                                                           optimizers.OPTIMIZERS["DoG"]],
+                                      "standard")]
+  assert listed == whole[1::3]
+
+
+@pytest.mark.parametrize("text", ["4/3", "0/3", "3", "a/b", "1/0", "-1/2"])
+def test_a_shard_that_does_not_exist_is_refused_clearly(text, capsys):
+  with pytest.raises(argparse.ArgumentTypeError):
+    cluster.parse_shard(text)
+  with pytest.raises(SystemExit):
+    cli.main(["run", "--list", "--shard", text])
+  assert "--shard" in capsys.readouterr().err
+  with pytest.raises(ValueError, match="does not exist"):
+    runner.shard(runner.plan([FAKE], SOME, "quick"), 4, 3)
+
+
+def test_three_shards_are_disjoint_and_together_equal_the_whole_run(tmp_path):
+  plan = runner.plan([FAKE], SOME, "standard")
+  shards = [runner.shard(plan, i, 3) for i in (1, 2, 3)]
+  ids = [c.id for s in shards for c in s]
+  assert sorted(ids) == sorted(c.id for c in plan) and len(set(ids)) == len(ids)
+
+  runner.run(tmp_path / "whole", [FAKE], SOME, "standard", n_seeds=2)
+  for i in (1, 2, 3):
+    runner.run(tmp_path / f"shard{i}", [FAKE], SOME, "standard", n_seeds=2, shard_of=(i, 3))
+  merged = {}
+  for i in (1, 2, 3):
+    merged.update(_saved(tmp_path / f"shard{i}"))
+  _assert_same(merged, _saved(tmp_path / "whole"))
+
+  def tables(text: str) -> str:
+    """All but the line of commands and the table of wall times."""
+    scores, times = text.split("\n", 1)[1].split("Wall time of a configuration")
+    return scores + times.split("Default settings")[1]
+  whole = report.build([tmp_path / "whole"])
+  shards_report = report.build([tmp_path / f"shard{i}" for i in (1, 2, 3)], tmp_path / "merged")
+  assert tables(shards_report) == tables(whole)
+
+
+def test_report_refuses_two_directories_with_different_results_for_one_configuration(tmp_path):
+  runner.run(tmp_path / "a", [FAKE], SOME[:1], "quick", n_seeds=2)
+  runner.run(tmp_path / "b", [FAKE], SOME[:1], "quick", n_seeds=2)
+  report.load(tmp_path / "a", tmp_path / "b")  # the same results twice merge
+  path = runner.result_path(tmp_path / "b", "FAKE", "SGD", 0.1)
+  with np.load(path) as saved:
+    arrays = dict(saved)
+  np.savez(path, **{**arrays, "errors": arrays["errors"] + 1.0})
+  with pytest.raises(ValueError, match="differs between"):
+    report.load(tmp_path / "a", tmp_path / "b")
+
+
+# Ray: the real registries (workers look tasks and optimizers up by name), on the cheapest task.
+TINY = ["--quick", "--tasks", "SS-csbm", "--seeds", "2"]
+
+
+@pytest.fixture
+def compilation_cache(tmp_path):
+  """A compilation cache for this test (the workers get the driver's), unset afterwards."""
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path / "jax_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  yield
+  jax.config.update("jax_compilation_cache_dir", None)
+
+
+def test_ray_tasks_save_what_the_sequential_run_saves_bit_for_bit(tmp_path, compilation_cache):
+  # The sequential run loads the workers' programs from the cache: what is compared is the
+  # harness (lookup by name, transfer, saving), not two compilations of one program.
+  ray = pytest.importorskip("ray", reason="the cluster extra is not installed")
+  tasks, some = [TASKS["SS-csbm"]], [optimizers.OPTIMIZERS[n] for n in ("Adam", "SF-AdamW")]
+  ray.init(num_cpus=2, include_dashboard=False)
+  try:
+    runner.run(tmp_path / "ray", tasks, some, "quick", n_seeds=2,
+               execute=cluster.RayExecutor("local"))
+  finally:
+    ray.shutdown()
+  runner.run(tmp_path / "here", tasks, some, "quick", n_seeds=2)
+  _assert_same(_saved(tmp_path / "ray"), _saved(tmp_path / "here"))
+  assert len(_saved(tmp_path / "ray")) == 2
+
+
+def test_a_killed_ray_driver_restarted_loses_and_duplicates_nothing(tmp_path):
+  pytest.importorskip("ray", reason="the cluster extra is not installed")
+  names = ["SGD", "Adam", "Lion"]
+  command = [sys.executable, "-m", "benchmarks", "run", *TINY, "--optimizers", *names,
+             "--ray", "local", "--out", str(tmp_path)]
+  env = {**os.environ, "PYTHONPATH": str(ROOT)}
+  driver = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.monotonic() + 90
+  while not list((tmp_path / "raw").rglob("lr=*[0-9].npz")) and time.monotonic() < deadline:
+    time.sleep(0.2)
+  os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray cluster it started
+  driver.wait()
+  first = {p: p.stat().st_mtime_ns for p in (tmp_path / "raw").rglob("lr=*[0-9].npz")}
+  assert 1 <= len(first) < len(names), "the driver was killed before or after the whole run"
+
+  rerun = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=240, check=True)
+  assert f"({len(first)} already saved in" in rerun.stdout
+  saved = sorted((tmp_path / "raw").rglob("*.npz"))
+  assert [p.name for p in saved if "partial" in p.name] == []
+  assert sorted(str(p.relative_to(tmp_path / "raw")).removesuffix(".npz") for p in saved) == \
+      sorted(c.id for c in runner.plan([TASKS["SS-csbm"]],
+                                       [optimizers.OPTIMIZERS[n] for n in names], "quick"))
+  assert all(p.stat().st_mtime_ns == mtime for p, mtime in first.items())
