@@ -96,3 +96,36 @@ def test_runs_of_one_mode_and_seeds_are_reported_together(tmp_path):
     report.load(tmp_path / "a", tmp_path / "c")
   with pytest.raises(ValueError, match="needs a report_dir"):
     report.build([tmp_path / "a", tmp_path / "b"])
+
+
+def test_defaults_track_is_the_default_setting_and_tuning_never_scores_lower(tmp_path):
+  some = [optimizers.OPTIMIZERS[n] for n in ("SGD", "Adam", "CoRe", "Prodigy")]
+  runner.run(tmp_path, [FAKE], some, "standard", n_seeds=2)
+  text = report.build([tmp_path])
+  _, reports = report.load(tmp_path)
+  fake = reports["FAKE"]
+  assert fake.outcomes["defaults"]["SGD"].learning_rate == 0.1  # torch's docstring example
+  assert fake.outcomes["defaults"]["CoRe"].learning_rate == 1.0  # the paper's full-batch s_max
+  assert fake.outcomes["defaults"]["Prodigy"].learning_rate == 1.0
+  assert sorted({c.learning_rate for c in runner.plan([FAKE], some[3:], "standard")}) == \
+      [0.1, 1.0, 10.0]
+  for name in fake.scores["tuned"]:
+    assert fake.scores["tuned"][name][0] >= fake.scores["defaults"][name][0]
+  assert max(a for a, _ in fake.scores["tuned"].values()) == 1.0
+  for heading in ("### Defaults-only", "### Tuned", "### Tuning gap", "Budget:", "Wall time"):
+    assert heading in text
+
+
+def test_budget_counts_the_seeds_whose_best_evaluation_is_the_last(tmp_path):
+  # _fake_run's errors fall from the first evaluation and are flat after it; seed 0 of a step
+  # over 0.5 has a NaN and failed: no seed's first minimum is its last evaluation.
+  runner.run(tmp_path, [FAKE], OPTIMIZERS, "quick", n_seeds=2)
+  _, reports = report.load(tmp_path)
+  assert reports["FAKE"].outcomes["defaults"]["SGD"].best_is_last.tolist() == [False, False]
+  improving = task_lib.Task(name="IMPROVING", regime="full-batch", error_name="e",
+                            run=lambda tx, seeds, mode: task_lib.TaskResult(
+                                errors=np.tile([3.0, 2.0, 1.0], (len(seeds), 1))),
+                            cuts=FAKE.cuts, failure_error=10.0)
+  runner.run(tmp_path / "b", [improving], OPTIMIZERS, "quick", n_seeds=2)
+  _, reports = report.load(tmp_path / "b")
+  assert reports["IMPROVING"].outcomes["defaults"]["CoRe"].best_is_last.tolist() == [True, True]

@@ -29,8 +29,9 @@ TORCH = {
     "AdamW": lambda p: torch.optim.AdamW(p, lr=LR, weight_decay=0.01),
 }
 # optax's own implementations, with no torch counterpart (torch's NAdam adds a momentum
-# schedule that optax.nadam does not have; torch has no Lion).
-OPTAX_ONLY = {"NAdam", "Lion"}
+# schedule that optax.nadam does not have; torch has no Lion and no tuning-free optimizers).
+OPTAX_ONLY = {"NAdam", "Lion", "Prodigy", "DAdapt-AdamW", "DoG", "COCOB", "SF-AdamW",
+              "Mechanic-Adam"}
 # CoRe-SP only freezes weights after t_hist = 250 steps.
 STEPS = {"CoRe-SP": 260}
 
@@ -104,6 +105,11 @@ def test_torch_rprop_equals_torch_on_first_steps_sign_flips_zeros_and_clamps(
   assert not np.allclose(params, 0.0)
 
 
-def test_quick_learning_rates_cover_every_regime():
+def test_defaults_cover_every_regime_and_core_takes_the_papers_s_max():
   for optimizer in optimizers.OPTIMIZERS.values():
-    assert set(optimizer.quick_lr) == {"mini-batch", "intermediate", "full-batch"}
+    assert set(optimizer.default) == {"mini-batch", "intermediate", "full-batch"}
+  for name in ("CoRe", "CoRe-SP"):
+    assert optimizers.OPTIMIZERS[name].default == {"mini-batch": 1e-3, "intermediate": 1e-2,
+                                                    "full-batch": 1.0}
+  assert optimizers.OPTIMIZERS["Prodigy"].grid == (0.1, 1.0, 10.0)
+  assert optimizers.OPTIMIZERS["SF-AdamW"].grid == (0.00025, 0.0025, 0.025)
