@@ -102,6 +102,9 @@ def _task_report(meta: dict, raw: dict[str, dict[float, dict[str, np.ndarray]]],
   outcomes: dict[Track, dict[str, Outcome]] = {"defaults": {}, "tuned": {}}
   finished, wall_s = set(), {}
   for name, runs in raw.items():
+    if name not in optimizers_lib.OPTIMIZERS:
+      raise ValueError(f"{meta['name']}/{name}: saved results of an optimizer the registry "
+                       "does not have.")
     optimizer = optimizers_lib.OPTIMIZERS[name]
     by_setting = {lr: _outcome(r, failure_error) for lr, r in runs.items()}
     best = min(by_setting, key=lambda k: (by_setting[k].minima.mean(), k))
@@ -227,6 +230,8 @@ def _still_improving(report: TaskReport, track: Track, n: int | None = None) -> 
   """Percentage of (optimizer, seed) runs whose first minimum is the last evaluation."""
   scores = report.scores[track]
   names = sorted(scores, key=lambda k: -scores[k][0])[:n]
+  if not names:
+    return "—"
   last = np.concatenate([report.outcomes[track][k].best_is_last for k in names])
   return f"{100 * last.mean():.0f}"
 
