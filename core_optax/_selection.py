@@ -35,19 +35,34 @@ _CHUNK = 1 << 19
 XLA:CPU vectorises a float sum of a materialised array, not a reduction fused
 with its comparisons, and gives temporaries above about 32 MB fresh pages on
 every call: a count over 1e7 keys in chunks of ``2**19`` took 7.5 ms, in one
-fused reduction 24 ms (``python -m benchmarks chunked_reductions``). Sharded
+fused reduction 24 ms (``python -m benchmarks chunked-reductions``). Sharded
 leaves are never chunked: a slice of a sharded array would move data.
 """
 
 _SNAP = 4
 """When at most this many scores lie in a bracket, cut it to its smallest and largest key."""
 
-_FIRST_SPREAD = 12
+_FIRST_SPREAD = 13
 """A guess is counted at ``guess * (1 +- 2**-_FIRST_SPREAD)``.
 
-Thresholds drift by about 1e-4 per update in training (median 2e-5 to 8e-5,
-90th percentile 1e-4 to 4e-4, per group of a 64-512-512-10 MLP), so ``2**-12``
-brackets most answers while leaving few scores in the bracket.
+In training, :func:`next_threshold_guess` misses the threshold by a relative
+3e-5 to 1.3e-4 (median; 90th percentile 1.6e-4 to 7e-4) per group of the
+64-512-512-10 MLP of ``python -m benchmarks selection-passes``. ``2**-13``
+brackets the answer in 85% of the updates of its largest group (262144 scores,
+about 600 of them in the bracket) and 50-70% of the others'; a wider window
+leaves more scores to narrow down, which costs more passes than the misses
+(mean passes per update: 6.2 at ``2**-13``, 6.4 at ``2**-12``, 6.7 at ``2**-11``).
+"""
+
+_MARGIN = 0.75
+"""Interpolated thresholds lie this many standard deviations either side of the
+``k``-th key's interpolated position.
+
+With its ``m`` keys spread uniformly, the key at a fraction ``f`` of a bracket
+has a position of standard deviation ``sqrt(f (1 - f) / m)`` of the bracket.
+A tight pair leaves few keys when it brackets the key, and a miss costs about
+one count of extrapolation (mean passes per update with ``2**-12`` windows:
+6.4 at 0.75, 6.5 at 1, 7.8 at 1.5, 9.9 at 2).
 """
 
 
@@ -189,7 +204,6 @@ class _Bracket(NamedTuple):
   hi: jax.Array
   c_lo: jax.Array
   c_hi: jax.Array
-  margin: jax.Array  # of the next interpolated thresholds, as a fraction of the bracket
   density: jax.Array  # keys counted between the last thresholds per unit of key (0: none)
   width: jax.Array  # c2 - c1 of the last count, as a float
   moved: jax.Array  # the last count: 0 put the k-th key between its thresholds, 1 above, -1 below
@@ -206,7 +220,6 @@ def _narrow(b: _Bracket, k: jax.Array, c1, c2, n1, n2) -> _Bracket:
       hi=jnp.where(below, c1, jnp.where(inside, c2, b.hi)),
       c_lo=jnp.where(above, n2, jnp.where(inside, n1, b.c_lo)),
       c_hi=jnp.where(below, n1, jnp.where(inside, n2, b.c_hi)),
-      margin=jnp.clip(jnp.where(inside, b.margin / 4, b.margin * 4), 2.0**-12, 0.5),
       density=jnp.where(searching & (spread > 0), (n1 - n2) / jnp.maximum(spread, 1), b.density),
       width=jnp.where(searching, spread, b.width),
       moved=above.astype(jnp.int32) - below.astype(jnp.int32),
@@ -216,22 +229,26 @@ def _narrow(b: _Bracket, k: jax.Array, c1, c2, n1, n2) -> _Bracket:
 def _thresholds(b: _Bracket, k: jax.Array, utype: type) -> tuple[jax.Array, jax.Array]:
   """The next count's ``c1 <= c2`` inside every bracket.
 
-  After a count that put the ``k``-th key between its thresholds: around the
-  position interpolated in the bracket, with a margin that shrinks while such
-  guesses hit and grows when they miss. After a count that missed: at half and
-  twice the distance that the density of keys between its thresholds
-  extrapolates from the bracket's near end (at least their spread, so that
-  misses in a row widen the spread at least 3-fold each).
+  After a count that put the ``k``-th key between its thresholds: ``_MARGIN``
+  standard deviations either side of the position interpolated in the bracket.
+  After a count that missed: at half and twice the distance that the density
+  of keys between its thresholds extrapolates from the bracket's near end (at
+  least their spread, so that misses in a row widen the spread at least 3-fold
+  each), or, if no key lay between them, at 2 and 8 times their spread.
   """
   span = b.hi - b.lo
   fspan = span.astype(jnp.float32)
-  at = (b.c_lo - k + 0.5) / (b.c_lo - b.c_hi).astype(jnp.float32)  # linear in keys
+  m = (b.c_lo - b.c_hi).astype(jnp.float32)
+  at = (b.c_lo - k + 0.5) / m  # linear in keys
+  margin = _MARGIN * jnp.sqrt(jnp.maximum(m * at * (1 - at), 1)) / m
   ahead = jnp.where(b.moved > 0, b.c_lo - k + 0.5, k - b.c_hi - 0.5)
-  distance = jnp.maximum(ahead / jnp.maximum(b.density, 1e-30), jnp.maximum(b.width, 1))
+  width = jnp.maximum(b.width, 1)
+  distance = jnp.where(b.density > 0, jnp.maximum(ahead / jnp.maximum(b.density, 1e-30), width),
+                       4 * width)
   up = distance / jnp.maximum(fspan, 1)  # as a fraction of the bracket
   interpolate = (b.moved == 0) | (up >= 0.5)  # extrapolations beyond the bracket are no help
-  f1 = jnp.where(interpolate, at - b.margin, jnp.where(b.moved > 0, up / 2, 1 - 2 * up))
-  f2 = jnp.where(interpolate, at + b.margin, jnp.where(b.moved > 0, 2 * up, 1 - up / 2))
+  f1 = jnp.where(interpolate, at - margin, jnp.where(b.moved > 0, up / 2, 1 - 2 * up))
+  f2 = jnp.where(interpolate, at + margin, jnp.where(b.moved > 0, 2 * up, 1 - up / 2))
 
   def point(f):
     offset = (fspan * jnp.clip(f, 0, 1)).astype(utype)
@@ -296,8 +313,7 @@ def _search(scores: _Scores, utype: type, k: jax.Array, sizes: np.ndarray,
     lo, hi = jnp.where(live, lo, ~utype(1)), jnp.where(live, hi, ~utype(0))
   zeros = jnp.zeros(k.shape, jnp.float32)
   init = _Bracket(lo, hi, jnp.asarray(sizes, jnp.int32), jnp.zeros(k.shape, jnp.int32),
-                  margin=jnp.full(k.shape, 2.0**-4, jnp.float32), density=zeros, width=zeros,
-                  moved=jnp.zeros(k.shape, jnp.int32))
+                  density=zeros, width=zeros, moved=jnp.zeros(k.shape, jnp.int32))
   b, _, passes = jax.lax.while_loop(lambda s: jnp.any(s[0].hi - s[0].lo > 1), body,
                                     (init, jnp.int32(0), jnp.int32(first is None)))
   return b.lo, passes
@@ -374,7 +390,7 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], ks: Sequence[int | jax.Ar
       clipped into that range.
     guesses: per group, a scalar near the answer (see
       :func:`next_threshold_guess`), or ``None`` to start from the scores'
-      extremes. The first pass then counts at ``guess * (1 +- 2**-12)``; a
+      extremes. The first pass then counts at ``guess * (1 +- 2**-13)``; a
       bad guess costs passes, never exactness.
     needed: per group, a boolean scalar, or ``None`` for all: groups that are
       not needed are not searched and get NaN. Under ``vmap`` a ``lax.cond``

@@ -217,6 +217,21 @@ def test_groups_not_needed_cost_no_passes_even_under_vmap(n):
   assert (int(passes[0]) > 0) == searched and int(passes[1]) == 0
 
 
+@pytest.mark.parametrize("k", [10, 500, 900])
+@pytest.mark.parametrize("above", [False, True])
+def test_a_first_count_with_no_score_between_its_thresholds_widens_geometrically(k, above):
+  """Scores 1e-3 apart (relative) and a guess halfway between the k-th and a neighbour:
+  the first count's window holds no score, and the next ones step out from it instead of
+  interpolating across the whole bracket beyond it (6 or 7 passes before)."""
+  x = np.float32(1) + np.float32(0.01) * np.arange(1000, dtype=np.float32)
+  s = np.sort(x)[::-1]
+  neighbour = s[k - 2] if above else s[k]
+  (got,), passes = jax.jit(_selection.search)([[jnp.asarray(x)]], [k],
+                                              [jnp.float32((s[k - 1] + neighbour) / 2)])
+  assert np.float64(got) == reference_kth(x, k)
+  assert int(passes) <= 4, int(passes)
+
+
 def test_a_guess_near_the_answer_saves_passes():
   x = jnp.asarray(np.random.default_rng(0).lognormal(size=200_000), jnp.float32)
   k = 20_000
