@@ -50,7 +50,7 @@ SI_STRENGTHS: dict[Mode, tuple[float, ...]] = {
     "quick": (1.0, 100.0), "standard": (0.1, 1.0, 10.0, 100.0, 1000.0),
     "full": (0.1, 1.0, 10.0, 100.0, 1000.0)}
 TUNING_SEEDS = 3
-QUICK_OPTIMIZERS = ("Adam", "CoRe", "CoRe p=0.1", "Adam+SI", "CoRe random-fresh p=0.1")
+QUICK_OPTIMIZERS = ("Adam", "CoRe", "CoRe p=0.1", "Adam+SI")
 """Quick mode's subset (it compiles every configuration; freezing CoRe takes longest)."""
 
 
