@@ -7,8 +7,8 @@ that is known when the transformation is built and skip tracers.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
+import math
 from typing import Any
 
 import jax

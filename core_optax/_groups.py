@@ -13,8 +13,8 @@ hands one to both of its transformations.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
+import math
 from typing import Any, NamedTuple, TypeAlias
 
 import jax

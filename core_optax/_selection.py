@@ -183,7 +183,7 @@ def _max(a, b):
 
 def _smallest_and_largest(scores: _Scores, lo: jax.Array, hi: jax.Array,
                           utype: type) -> tuple[jax.Array, jax.Array]:
-  """Per row, the smallest and largest key in ``[lo, hi)`` (``hi - 1`` and ``lo`` if none): one pass.
+  """Per row, the smallest and largest key in ``[lo, hi)`` (``hi - 1``, ``lo`` if none): one pass.
 
   Integer maxima of ``key`` and of ``~key`` (the minimum), exact for every key.
   """

@@ -24,6 +24,9 @@ extensions = [
     "myst_parser",  # the recipe pages include sections of README.md
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+# README's links point into the repository (benchmarks/README.md, examples/...), not at
+# pages of these docs: keep them as links instead of resolving them as cross-references.
+myst_all_links_external = True
 exclude_patterns = ["_build"]
 
 autodoc_member_order = "bysource"

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 from sklearn.datasets import load_digits
 
 import core_optax

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 
 import flax.linen as nn
+from flax.training import train_state
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax.training import train_state
 from sklearn.datasets import load_digits
 
 import core_optax

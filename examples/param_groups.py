@@ -24,11 +24,11 @@ import argparse
 import math
 from typing import Any
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 from sklearn.datasets import load_digits
 
 import core_optax

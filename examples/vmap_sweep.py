@@ -58,7 +58,8 @@ def init(key: jax.Array, s_max: jax.Array, x: jax.Array):
 
 
 def loss_fn(params, x: jax.Array, y: jax.Array) -> jax.Array:
-  return optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": params}, x), y).mean()
+  logits = model.apply({"params": params}, x)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
 def train_step(params, opt_state, x: jax.Array, y: jax.Array):

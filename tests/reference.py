@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from core_optimizer import CoRe
 import numpy as np
 import torch
-from core_optimizer import CoRe
 
 
 def run_reference(

@@ -11,9 +11,9 @@ import subprocess
 import sys
 from types import ModuleType
 
+from flax import nnx
 import jax
 import numpy as np
-from flax import nnx
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 

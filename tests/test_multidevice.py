@@ -160,9 +160,9 @@ def case_pmap():
 
 def case_shard_map():
   import jax
-  import optax
   from jax.sharding import NamedSharding
   from jax.sharding import PartitionSpec as P
+  import optax
 
   params, x, y, loss_fn, tx, _ = _problem(freezing=True)
   steps = 6
@@ -194,9 +194,10 @@ def _named_sharding_case(freezing: bool, axis_type: str):
 
   import jax
   import jax.numpy as jnp
-  import optax
-  from jax.sharding import AxisType, NamedSharding
+  from jax.sharding import AxisType
+  from jax.sharding import NamedSharding
   from jax.sharding import PartitionSpec as P
+  import optax
 
   import core_optax
 

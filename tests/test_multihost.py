@@ -59,8 +59,8 @@ def test_two_processes_train_like_one_device():
 def _problem():
   import jax
   import jax.numpy as jnp
-  import numpy as np
   from jax.sharding import PartitionSpec as P
+  import numpy as np
 
   import core_optax
 
@@ -86,12 +86,12 @@ def _main(address: str, process_id: int) -> None:
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address=address, num_processes=PROCESSES,
                              process_id=process_id, initialization_timeout=60)
-  import jax.numpy as jnp
-  import numpy as np
-  import optax
   from jax.experimental import multihost_utils
+  import jax.numpy as jnp
   from jax.sharding import NamedSharding
   from jax.sharding import PartitionSpec as P
+  import numpy as np
+  import optax
 
   assert jax.device_count() == PROCESSES * LOCAL_DEVICES and jax.process_count() == PROCESSES
   params, specs, tx, step = _problem()

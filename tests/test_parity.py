@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from core_optimizer import CoRe
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 import torch
-from core_optimizer import CoRe
 
 import core_optax
 from tests.helpers import leaf_names

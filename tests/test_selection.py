@@ -108,7 +108,8 @@ def test_any_guess_gives_the_exact_answer(dtype, data):
     assert np.float64(got) == reference_kth(x, k)
 
 
-@pytest.mark.parametrize("ulps", [(0, 0, 0, 0), (0, 0, 3, 70), (0, 3, 3, 70), (0, 3, 70, 70), (5, 5)])
+@pytest.mark.parametrize("ulps", [(0, 0, 0, 0), (0, 0, 3, 70), (0, 3, 3, 70), (0, 3, 70, 70),
+                                  (5, 5)])
 def test_a_bracket_of_few_scores_is_cut_to_its_extremes(ulps):
   """Scores (ties included) that alone lie near the guess: the cut of their bracket to its
   smallest and largest key finds the k-th in 2 passes if it is one of them, else in at most 4

@@ -135,7 +135,6 @@ def _gradient(params, i):
 
 
 def _step(tx):
-  import jax
   import optax
 
   def step(params, state, i):
@@ -147,9 +146,10 @@ def _step(tx):
 
 def _sharded_setup(axis_type: str, scale: int, dtype):
   import jax
-  import optax
-  from jax.sharding import AxisType, NamedSharding
+  from jax.sharding import AxisType
+  from jax.sharding import NamedSharding
   from jax.sharding import PartitionSpec as P
+  import optax
 
   shapes, specs = _shapes(scale)
   mesh = jax.make_mesh((DEVICES,), ("model",), axis_types=(getattr(AxisType, axis_type),))
@@ -172,7 +172,8 @@ def case_compiled():
   abstract = lambda tree, sh: jax.tree.map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, sh)
   state = jax.eval_shape(tx.init, params)
-  step = jax.jit(_step(tx), donate_argnums=(0, 1), out_shardings=(shardings, state_shardings, shardings))
+  step = jax.jit(_step(tx), donate_argnums=(0, 1),
+                 out_shardings=(shardings, state_shardings, shardings))
   compiled = step.lower(abstract(params, shardings), abstract(state, state_shardings),
                         jax.ShapeDtypeStruct((), jnp.float32)).compile()
   found = collectives(compiled.as_text())

@@ -12,12 +12,12 @@ every decayed weight toward ``|w| <= 1/d``.
 
 from __future__ import annotations
 
+from flax.core import FrozenDict
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax.core import FrozenDict
 
 import core_optax
 from tests import helpers

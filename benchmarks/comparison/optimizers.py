@@ -32,9 +32,9 @@ from typing import Callable, Literal, Mapping
 import optax
 from optax import contrib
 
-import core_optax
 from benchmarks.comparison import task as task_lib
 from benchmarks.comparison import transforms
+import core_optax
 
 Family = Literal["SGD", "momentum", "adaptive", "adaptive + momentum", "sign-based",
                  "tuning-free"]

@@ -294,8 +294,8 @@ def markdown(run: dict, reports: dict[str, TaskReport], order: list[str],
                    + (f" ({o.n_failed} failed)" if o.n_failed else ""))
     lines.append(_row([name, *cells]))
   lines += ["", "Setting (learning rate; s_max for RPROP and CoRe; multiplier for the tuning-free "
-            "optimizers; the base Adam's rate in Mechanic-Adam): default" + (" / tuned" if tuned_mode
-                                                                              else "")
+            "optimizers; the base Adam's rate in Mechanic-Adam): default"
+            + (" / tuned" if tuned_mode else "")
             + ", and how many of the mode's settings ran where not all did:", "",
             *_header("optimizer", tasks)]
   for name in order:
@@ -327,7 +327,8 @@ def markdown(run: dict, reports: dict[str, TaskReport], order: list[str],
     lines += ["", "Wall time of a configuration relative to Adam's on the same task (median over "
               "the settings that ran; training and evaluation of all seeds), with compilation and "
               "in brackets without it (— where the run predates timing compilation). Measured on "
-              "2 CPU cores shared with other jobs: a rough guide.", "", *_header("optimizer", tasks)]
+              "2 CPU cores shared with other jobs: a rough guide.", "",
+              *_header("optimizer", tasks)]
     for name in order:
       cells = []
       for t in tasks:

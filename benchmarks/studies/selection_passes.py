@@ -58,7 +58,8 @@ def main(args: argparse.Namespace) -> None:
     core_state = state[0]
     scores = [[s] for s in jax.tree.leaves(core_state.S)]
     ks = [int(P_FROZEN * s[0].size) for s in scores]
-    guesses = [_selection.next_threshold_guess(*core_state.threshold[:, j]) for j in range(len(scores))]
+    guesses = [_selection.next_threshold_guess(*core_state.threshold[:, j])
+               for j in range(len(scores))]
     warm, warm_passes = _selection.search(scores, ks, guesses)
     cold, cold_passes = _selection.search(scores, ks)
     updates, state = tx.update(jax.grad(loss)(params, xb, yb), state, params)
@@ -78,5 +79,6 @@ def main(args: argparse.Namespace) -> None:
         f"{sum(p.size for p in jax.tree.leaves(params))} weights in {len(jax.tree.leaves(params))} "
         "groups); passes over the scores per update:")
   print("| search starts at | median | mean | max |\n|---|---:|---:|---:|")
-  for name, passes in (("thresholds kept in the state (core_optax)", warm), ("scores' extremes", cold)):
+  for name, passes in (("thresholds kept in the state (core_optax)", warm),
+                       ("scores' extremes", cold)):
     print(f"| {name} | {np.median(passes):.1f} | {np.mean(passes):.2f} | {np.max(passes):.1f} |")

@@ -26,9 +26,9 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+import optax
 
 import core_optax
 
@@ -99,7 +99,7 @@ def table() -> list[str]:
 
 
 def table_in_subprocess() -> list[str]:
-  """:func:`table`, printed and returned, from a fresh process with ``DEVICES`` virtual CPU devices."""
+  """:func:`table`, printed and returned, from a fresh process with ``DEVICES`` virtual CPUs."""
   flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}"
   env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
   out = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True,

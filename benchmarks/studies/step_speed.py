@@ -25,32 +25,30 @@ region-analysis rows are XLA:CPU's and run on CPU only).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import os
 import pathlib
 import platform
 import sys
-from collections.abc import Callable
 
+from core_optimizer import CoRe
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import torch
-from core_optimizer import CoRe
 
-import core_optax
 from benchmarks.studies import sharded_step
-from benchmarks.studies.timing import (
-  P_FROZEN,
-  S_MAX,
-  T_HIST,
-  Jax,
-  arrays,
-  mlp_shapes,
-  scores,
-  small_leaves_shapes,
-  time_interleaved,
-)
+from benchmarks.studies.timing import P_FROZEN
+from benchmarks.studies.timing import S_MAX
+from benchmarks.studies.timing import T_HIST
+from benchmarks.studies.timing import Jax
+from benchmarks.studies.timing import arrays
+from benchmarks.studies.timing import mlp_shapes
+from benchmarks.studies.timing import scores
+from benchmarks.studies.timing import small_leaves_shapes
+from benchmarks.studies.timing import time_interleaved
+import core_optax
 
 ENVIRONMENT = ("XLA_FLAGS", "MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
 """Environment variables recorded with the command in the report."""

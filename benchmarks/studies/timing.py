@@ -11,10 +11,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import re
 import resource
 import time
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax

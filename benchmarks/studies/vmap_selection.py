@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import argparse
 
+from benchmarks.studies.timing import P_FROZEN
+from benchmarks.studies.timing import S_MAX
+from benchmarks.studies.timing import T_HIST
+from benchmarks.studies.timing import Jax
+from benchmarks.studies.timing import mlp_shapes
+from benchmarks.studies.timing import time_interleaved
 import core_optax
-from benchmarks.studies.timing import P_FROZEN, S_MAX, T_HIST, Jax, mlp_shapes, time_interleaved
 
 MEMBERS = 4
 
@@ -28,7 +33,8 @@ def main(args: argparse.Namespace) -> None:
   del args
   frozen = dict(score_history=T_HIST, frozen_fraction=P_FROZEN)
   print(f"jit(vmap(step)) over {MEMBERS} members, CPU; median ms per step (ratio to CoRe)")
-  print("| parameters per member | CoRe | CoRe freezing, tau < t_hist | CoRe freezing, tau > t_hist |")
+  print("| parameters per member | CoRe | CoRe freezing, tau < t_hist "
+        "| CoRe freezing, tau > t_hist |")
   print("|---:|---:|---:|---:|")
   for n in (10**5, 10**6):
     shapes = mlp_shapes(n)

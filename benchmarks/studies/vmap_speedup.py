@@ -39,7 +39,8 @@ def measure(task: task_lib.Task, tx: optax.GradientTransformation, n_seeds: int,
   compile_looped, _ = timed(lambda: task.run(tx, seeds[:1], mode))
   (wall_vmapped, cpu_vmapped), (wall_looped, cpu_looped) = timed(vmapped), timed(looped)
   return (f"{task.name}, {mode} mode, {n_seeds} seeds: vmapped {wall_vmapped:.1f} s wall / "
-          f"{cpu_vmapped:.1f} s CPU, Python loop {wall_looped:.1f} s wall / {cpu_looped:.1f} s CPU; "
+          f"{cpu_vmapped:.1f} s CPU, Python loop {wall_looped:.1f} s wall / "
+          f"{cpu_looped:.1f} s CPU; "
           f"speed-up of vmapping {wall_looped / wall_vmapped:.2f}x wall, "
           f"{cpu_looped / cpu_vmapped:.2f}x CPU (first calls, with compilation: vmapped "
           f"{compile_vmapped:.1f} s, "

@@ -61,7 +61,8 @@ def cluster_positions() -> np.ndarray:
 
 def _run(temperature_k: float, n_cu: int, seed: int) -> Structures:
   """One Langevin trajectory with EMT, sampled after equilibration."""
-  from ase import Atoms, units
+  from ase import Atoms
+  from ase import units
   from ase.calculators.emt import EMT
   from ase.md import velocitydistribution
   from ase.md.langevin import Langevin

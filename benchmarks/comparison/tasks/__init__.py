@@ -8,7 +8,16 @@ To add a task, write ``benchmarks/comparison/tasks/<name>.py`` defining ``TASK``
 from typing import Mapping
 
 from benchmarks.comparison import task as task_lib
-from benchmarks.comparison.tasks import aed, aef, icd, icf, mlp, nr, ra, sr, ss, ts
+from benchmarks.comparison.tasks import aed
+from benchmarks.comparison.tasks import aef
+from benchmarks.comparison.tasks import icd
+from benchmarks.comparison.tasks import icf
+from benchmarks.comparison.tasks import mlp
+from benchmarks.comparison.tasks import nr
+from benchmarks.comparison.tasks import ra
+from benchmarks.comparison.tasks import sr
+from benchmarks.comparison.tasks import ss
+from benchmarks.comparison.tasks import ts
 
 _ALL = (aed.TASK, aef.TASK, icd.TASK, icf.TASK, nr.TASK, ra.TASK, sr.TASK, ss.TASK, ts.TASK,
         mlp.TASK)

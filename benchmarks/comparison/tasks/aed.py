@@ -5,7 +5,8 @@ digits upsampled to 28x28 (see :mod:`benchmarks.comparison.data.digits`).
 """
 
 from benchmarks.comparison.data import digits
-from benchmarks.comparison.tasks.common import image, vae
+from benchmarks.comparison.tasks.common import image
+from benchmarks.comparison.tasks.common import vae
 
 TASK = image.make_task(
     name="AED-digits",

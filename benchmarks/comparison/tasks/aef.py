@@ -1,7 +1,8 @@
 """AEF: variational auto-encoding of Fashion-MNIST (mini-batch learning, batch 64)."""
 
 from benchmarks.comparison.data import fashion_mnist
-from benchmarks.comparison.tasks.common import image, vae
+from benchmarks.comparison.tasks.common import image
+from benchmarks.comparison.tasks.common import vae
 
 TASK = image.make_task(
     name="AEF",

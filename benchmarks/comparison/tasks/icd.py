@@ -6,7 +6,8 @@ training mean and standard deviation (0.3102, 0.3197).
 """
 
 from benchmarks.comparison.data import digits
-from benchmarks.comparison.tasks.common import classifier, image
+from benchmarks.comparison.tasks.common import classifier
+from benchmarks.comparison.tasks.common import image
 
 TASK = image.make_task(
     name="ICD-digits",

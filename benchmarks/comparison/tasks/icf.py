@@ -5,7 +5,8 @@ Inputs are normalised with Fashion-MNIST's own training mean and standard deviat
 """
 
 from benchmarks.comparison.data import fashion_mnist
-from benchmarks.comparison.tasks.common import classifier, image
+from benchmarks.comparison.tasks.common import classifier
+from benchmarks.comparison.tasks.common import image
 
 TASK = image.make_task(
     name="ICF",

@@ -30,9 +30,12 @@ import numpy as np
 import optax
 
 from benchmarks.comparison.data import emt
-from benchmarks.comparison.task import Mode, Task, TaskResult
+from benchmarks.comparison.task import Mode
+from benchmarks.comparison.task import Task
+from benchmarks.comparison.task import TaskResult
 from benchmarks.comparison.tasks.common import training
-from benchmarks.comparison.tasks.common.layers import init_linear, linear
+from benchmarks.comparison.tasks.common.layers import init_linear
+from benchmarks.comparison.tasks.common.layers import linear
 
 CUTOFF = 6.0  # A
 RADIAL_SHIFTS = (2.0, 2.8, 3.6, 4.4, 5.2)  # A

@@ -12,9 +12,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from benchmarks.comparison.task import Mode, Task, TaskResult
+from benchmarks.comparison.task import Mode
+from benchmarks.comparison.task import Task
+from benchmarks.comparison.task import TaskResult
 from benchmarks.comparison.tasks.common import episodes
-from benchmarks.comparison.tasks.common.layers import init_linear, linear
+from benchmarks.comparison.tasks.common.layers import init_linear
+from benchmarks.comparison.tasks.common.layers import linear
 
 HIDDEN = 128
 

@@ -19,8 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.comparison.data.photos import UPSCALE, super_resolution_data
-from benchmarks.comparison.task import Mode, Task, TaskResult
+from benchmarks.comparison.data.photos import UPSCALE
+from benchmarks.comparison.data.photos import super_resolution_data
+from benchmarks.comparison.task import Mode
+from benchmarks.comparison.task import Task
+from benchmarks.comparison.task import TaskResult
 from benchmarks.comparison.tasks.common import training
 from benchmarks.comparison.tasks.common.layers import torch_uniform
 

@@ -22,7 +22,9 @@ import numpy as np
 import optax
 
 from benchmarks.comparison.data import csbm
-from benchmarks.comparison.task import Mode, Task, TaskResult
+from benchmarks.comparison.task import Mode
+from benchmarks.comparison.task import Task
+from benchmarks.comparison.task import TaskResult
 from benchmarks.comparison.tasks.common import training
 
 HIDDEN = 16

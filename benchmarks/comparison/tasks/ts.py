@@ -17,9 +17,13 @@ import numpy as np
 import optax
 
 from benchmarks.comparison.data.sine import sine_waves
-from benchmarks.comparison.task import Mode, Task, TaskResult
+from benchmarks.comparison.task import Mode
+from benchmarks.comparison.task import Task
+from benchmarks.comparison.task import TaskResult
 from benchmarks.comparison.tasks.common import training
-from benchmarks.comparison.tasks.common.layers import init_linear, linear, torch_uniform
+from benchmarks.comparison.tasks.common.layers import init_linear
+from benchmarks.comparison.tasks.common.layers import linear
+from benchmarks.comparison.tasks.common.layers import torch_uniform
 
 HIDDEN = 51
 N_TEST = 3

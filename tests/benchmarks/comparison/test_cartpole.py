@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from benchmarks.comparison.tasks import nr
-from benchmarks.comparison.tasks.common import cartpole, episodes
+from benchmarks.comparison.tasks.common import cartpole
+from benchmarks.comparison.tasks.common import episodes
 
 
 def _gym_cartpole(seed):

@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 
 from benchmarks import __main__ as cli
-from benchmarks.comparison import cluster, optimizers, report, runner
+from benchmarks.comparison import cluster
+from benchmarks.comparison import optimizers
+from benchmarks.comparison import report
+from benchmarks.comparison import runner
 from benchmarks.comparison import task as task_lib
 from benchmarks.comparison.tasks import TASKS
 

@@ -6,9 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-import core_optax
 from benchmarks.comparison.continual import baselines
 from benchmarks.comparison.continual import freezing
+import core_optax
 
 
 def _si_after_one_task(strength):

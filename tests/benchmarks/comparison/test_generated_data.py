@@ -4,7 +4,10 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks.comparison.data import csbm, emt, photos, sine
+from benchmarks.comparison.data import csbm
+from benchmarks.comparison.data import emt
+from benchmarks.comparison.data import photos
+from benchmarks.comparison.data import sine
 from benchmarks.comparison.tasks import ss
 
 

@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.comparison import optimizers, report, runner
+from benchmarks.comparison import optimizers
+from benchmarks.comparison import report
+from benchmarks.comparison import runner
 from benchmarks.comparison import task as task_lib
 
 CALLS = []
@@ -79,7 +81,8 @@ def test_extras_of_a_seed_stuck_at_its_minimum_are_from_its_last_evaluation(tmp_
   runner.run(tmp_path, [unsolved], OPTIMIZERS[:1], "quick", n_seeds=2)
   report.build([tmp_path])
   _, reports = report.load(tmp_path)
-  np.testing.assert_array_equal(reports["UNSOLVED"].outcomes["defaults"]["SGD"].extras["running_reward"], [3, 3])
+  sgd = reports["UNSOLVED"].outcomes["defaults"]["SGD"]
+  np.testing.assert_array_equal(sgd.extras["running_reward"], [3, 3])
 
 
 def test_runs_of_one_mode_and_seeds_are_reported_together(tmp_path):

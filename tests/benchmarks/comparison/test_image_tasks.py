@@ -9,9 +9,13 @@ import numpy as np
 import optax
 import pytest
 
-from benchmarks.comparison.data import digits, fashion_mnist, images
+from benchmarks.comparison.data import digits
+from benchmarks.comparison.data import fashion_mnist
+from benchmarks.comparison.data import images
 from benchmarks.comparison.tasks import TASKS
-from benchmarks.comparison.tasks.common import classifier, image, vae
+from benchmarks.comparison.tasks.common import classifier
+from benchmarks.comparison.tasks.common import image
+from benchmarks.comparison.tasks.common import vae
 
 
 def _tiny_images() -> images.ImageData:

@@ -8,7 +8,8 @@ import optax
 import pytest
 import torch
 
-from benchmarks.comparison import optimizers, transforms
+from benchmarks.comparison import optimizers
+from benchmarks.comparison import transforms
 
 LR = 0.01
 N_STEPS = 8

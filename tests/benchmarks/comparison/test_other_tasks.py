@@ -9,8 +9,14 @@ import optax
 import pytest
 
 from benchmarks.comparison.data import emt
-from benchmarks.comparison.task import Mode, Task
-from benchmarks.comparison.tasks import mlp, nr, ra, sr, ss, ts
+from benchmarks.comparison.task import Mode
+from benchmarks.comparison.task import Task
+from benchmarks.comparison.tasks import mlp
+from benchmarks.comparison.tasks import nr
+from benchmarks.comparison.tasks import ra
+from benchmarks.comparison.tasks import sr
+from benchmarks.comparison.tasks import ss
+from benchmarks.comparison.tasks import ts
 from benchmarks.comparison.tasks.common import episodes
 
 
@@ -29,7 +35,8 @@ def tiny_emt(monkeypatch):
 
 @pytest.fixture
 def tiny_sizes(monkeypatch, tiny_emt):
-  monkeypatch.setitem(episodes.SPECS, "quick", episodes.EpisodeSpec(max_steps=60, max_episodes=4, block=2))
+  monkeypatch.setitem(episodes.SPECS, "quick",
+                      episodes.EpisodeSpec(max_steps=60, max_episodes=4, block=2))
   monkeypatch.setitem(sr.SIZES, "quick", sr.Size(n_train=10, n_test=3, crop=16, n_epochs=2))
   monkeypatch.setitem(ss.N_EPOCHS, "quick", 2)
   monkeypatch.setitem(ts.SIZES, "quick", ts.Size(n_train=2, length=12, n_epochs=2))

@@ -10,8 +10,9 @@ import numpy as np
 import optax
 import pytest
 
+from benchmarks.studies import step_speed
+from benchmarks.studies import timing
 import core_optax
-from benchmarks.studies import step_speed, timing
 
 
 def test_copied_bytes_sums_the_copy_instructions_per_parameter():

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.comparison.task import Mode, TaskResult
+from benchmarks.comparison.task import Mode
+from benchmarks.comparison.task import TaskResult
 from benchmarks.comparison.tasks.common import cartpole
 
 GAMMA = 0.99
