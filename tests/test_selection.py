@@ -185,7 +185,7 @@ def test_frozen_mask_equals_the_mask_of_a_plain_sort(n, data):
 @pytest.mark.parametrize("n", [7, 300, 5000])
 def test_nan_ranks_above_every_number_as_in_torch_topk(n, static):
   """NaN scores (x86 makes 0/0 a NaN with the sign bit set) rank highest, as in the reference."""
-  import torch  # noqa: PLC0415 (the reference's ordering)
+  import torch  # imported here: the reference's ordering is what this test compares with
 
   rng = np.random.default_rng(n)
   x = rng.normal(size=n).astype(np.float32)

@@ -242,11 +242,11 @@ def case_stress():
   print(f"{STRESS_STEPS} steps without a hang")
 
 
-def case_equal_Auto():  # noqa: N802
+def case_equal_Auto():
   _equal_case("Auto")
 
 
-def case_equal_Explicit():  # noqa: N802
+def case_equal_Explicit():
   _equal_case("Explicit")
 
 
