@@ -86,6 +86,18 @@ class Partition(NamedTuple):
     return out
 
 
+def _flatten_labels(labels: Any) -> list[tuple[_KeyPath, Label]]:
+  """``(key path, label)`` pairs of a label tree.
+
+  Raises:
+    ValueError: if ``labels`` is no pytree (e.g. a dict whose keys cannot be sorted).
+  """
+  try:
+    return jax.tree_util.tree_flatten_with_path(labels)[0]
+  except ValueError as error:
+    raise ValueError(f"groups is not a valid pytree of labels: {error}") from error
+
+
 def _labels_by_path(labels: Any, tree: Any) -> list[Label]:
   """The label of every leaf of ``tree`` that is not masked out, matched by key path.
 
@@ -96,7 +108,7 @@ def _labels_by_path(labels: Any, tree: Any) -> list[Label]:
     ValueError: naming the first path where a leaf has no label or a label has no
       leaf, or a label that is not hashable.
   """
-  by_path = dict(jax.tree_util.tree_flatten_with_path(labels)[0])
+  by_path = dict(_flatten_labels(labels))
   paths = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_masked)[0]
   out = []
   for path, leaf in paths:
@@ -167,7 +179,7 @@ class Grouping:
     """The labels a pytree of labels holds, or ``None`` if they depend on the tree."""
     if self.groups is None or callable(self.groups):
       return None
-    return frozenset(jax.tree.leaves(self.groups))
+    return frozenset(label for _, label in _flatten_labels(self.groups))
 
 
 def as_grouping(groups: Groups | Grouping) -> Grouping:

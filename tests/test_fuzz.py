@@ -162,6 +162,22 @@ def _all_finite(tree):
   return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree))
 
 
+def _decay_overflows(steps, params, weight_decay):
+  """Whether eq. 7's ``d |D| w`` may leave some leaf dtype's range (bounded above in float64).
+
+  The bound ``|w| <= 1/d`` holds only while ``|D| <= 1``; with ``b2 = 0`` and a zero gradient
+  ``u = g / eps`` and ``|D|`` can reach 1e19, so that ``d |D| w`` overflows and the new weight
+  is ``inf - inf = NaN``, as in the reference.
+  """
+  d = max(weight_decay.values()) if isinstance(weight_decay, dict) else weight_decay
+  for step, weight in zip(jax.tree.leaves(steps), jax.tree.leaves(params)):
+    step, weight = np.asarray(step), np.asarray(weight)
+    size = float(d) * np.abs(step.astype(np.complex128)) * np.abs(weight.astype(np.complex128))
+    if np.any(size >= float(jnp.finfo(weight.dtype).max) / 4):
+      return True
+  return False
+
+
 def _assert_clear(error):
   """A clear error is raised by core_optax's own checks, not deep inside JAX or NumPy."""
   frames = traceback.extract_tb(error.__traceback__)
@@ -217,10 +233,14 @@ def test_constructor_init_and_update_raise_only_clear_errors_and_never_make_nan(
     grads = finite_gradients(rng, params)
     steps, _ = step_only.update(grads, state[0])  # the signed step D, before weight decay
     updates, state = update(grads, state, params)
+    overflows = _decay_overflows(steps, params, kwargs.get("weight_decay", 0.1))
     params = optax.apply_updates(params, updates)
     if not _all_finite(steps):
       COUNTS["steps D overflowed the leaf dtype"] += 1
       break  # then D + d |D| w can be inf - inf = NaN, as in the reference
+    if overflows:
+      COUNTS["decays d |D| w overflowed the leaf dtype"] += 1
+      break
     assert _all_not_nan(params), f"NaN weights from finite gradients with {kwargs}"
     if not _all_finite(params):
       COUNTS["weights overflowed the leaf dtype"] += 1
