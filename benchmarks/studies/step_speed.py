@@ -164,6 +164,10 @@ def compile_table(n: int, leaf_counts) -> list[str]:
   return lines
 
 
+def _load(averages: tuple[float, float, float]) -> str:
+  return "/".join(f"{a:.1f}" for a in averages)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--quick", action="store_true", help="1e5 and 1e6 only, fewer repetitions")
   parser.add_argument("--out", type=pathlib.Path, default=None, help="write a markdown report")
@@ -176,6 +180,7 @@ def main(args: argparse.Namespace) -> None:
   reps = (lambda n: 10) if args.quick else (lambda n: {10**5: 60, 10**6: 30}.get(n, 9))
   # torch gets as many threads as XLA:CPU's intra-op pool (one per core).
   torch.set_num_threads(os.cpu_count())
+  load_at_start = os.getloadavg()
   speed = speed_table(sizes, reps, args.torch_device)
   sharded = sharded_step.table_in_subprocess()
   compile_ = compile_table(10**6 if not args.quick else 10**5, (30, 100, 300, 600))
@@ -190,8 +195,9 @@ def main(args: argparse.Namespace) -> None:
         f"Machine: {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} torch threads, JAX on {jax.devices()[0].device_kind}, "
         f"torch on {args.torch_device}, jax {jax.__version__}, "
-        f"optax {optax.__version__}, torch {torch.__version__}, shared with other jobs: "
-        "medians of interleaved repetitions.", "",
+        f"optax {optax.__version__}, torch {torch.__version__}; load average (1, 5, 15 min) "
+        f"{_load(load_at_start)} at the start, {_load(os.getloadavg())} at the end (this run "
+        f"alone makes about {os.cpu_count()}): medians of interleaved repetitions.", "",
     ]
     body = ["## Step time", "", *speed, "", "## jit compile time (1e6 parameters in N leaves, "
             "every leaf its own group)", "", *compile_, "",
