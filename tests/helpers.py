@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import os
+import subprocess
 from typing import Any
 
 import jax
@@ -127,3 +129,26 @@ def assert_trees_close(actual: Any, expected: Any, rtol: float = 1e-6, atol: flo
   assert jax.tree.structure(actual) == jax.tree.structure(expected)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=rtol, atol=atol),
                actual, expected)
+
+
+def run_concurrently(commands: Sequence[Sequence[str]], *, cwd: os.PathLike, env: dict[str, str],
+                     timeout_s: float, what: str) -> list[tuple[int, str, str]]:
+  """Starts every command at once and waits for all; ``(returncode, stdout, stderr)`` of each.
+
+  Kills them all and fails the test if they are not done within ``timeout_s``
+  (counted per command, in order), so that a hang (of a collective, say) fails
+  instead of eating CI. ``what`` names them in that failure.
+  """
+  import pytest  # only tests call this
+
+  procs = [subprocess.Popen(list(command), cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True) for command in commands]
+  outputs = []
+  try:
+    for proc in procs:
+      outputs.append(proc.communicate(timeout=timeout_s))
+  except subprocess.TimeoutExpired:
+    for proc in procs:
+      proc.kill()
+    pytest.fail(f"{what} hung for {timeout_s} s")
+  return [(proc.returncode, out, err) for proc, (out, err) in zip(procs, outputs)]

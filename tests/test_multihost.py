@@ -17,10 +17,7 @@ from __future__ import annotations
 import os
 import pathlib
 import socket
-import subprocess
 import sys
-
-import pytest
 
 PROCESSES = 2
 LOCAL_DEVICES = 4
@@ -39,21 +36,15 @@ def test_two_processes_train_like_one_device():
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={LOCAL_DEVICES}",
              JAX_PLATFORMS="cpu")
   address = f"127.0.0.1:{_free_port()}"
-  procs = [subprocess.Popen([sys.executable, __file__, address, str(i)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for i in range(PROCESSES)]
-  outputs = []
-  try:
-    for proc in procs:
-      outputs.append(proc.communicate(timeout=TIMEOUT_S))
-  except subprocess.TimeoutExpired:
-    for proc in procs:
-      proc.kill()
-    pytest.fail(f"the {PROCESSES} processes hung for {TIMEOUT_S} s")
-  for i, (proc, (out, err)) in enumerate(zip(procs, outputs)):
-    assert proc.returncode == 0, f"process {i} failed:\n{out}\n{err[-6000:]}"
+  from tests import helpers  # not at the top: this file also runs as the processes' script
+
+  results = helpers.run_concurrently(
+      [[sys.executable, __file__, address, str(i)] for i in range(PROCESSES)], cwd=ROOT, env=env,
+      timeout_s=TIMEOUT_S, what=f"the {PROCESSES} processes")
+  for i, (rc, out, err) in enumerate(results):
+    assert rc == 0, f"process {i} failed:\n{out}\n{err[-6000:]}"
     assert "equal to one device" in out, out
-  print(outputs[0][0])
+  print(results[0][1])
 
 
 def _problem():

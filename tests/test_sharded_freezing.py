@@ -93,19 +93,13 @@ def test_many_sharded_freezing_steps_in_concurrent_fresh_processes_never_hang():
   """
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}",
              JAX_PLATFORMS="cpu")
-  procs = [subprocess.Popen([sys.executable, __file__, "stress"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for _ in range(STRESS_PROCESSES)]
-  outputs = []
-  try:
-    for proc in procs:
-      outputs.append(proc.communicate(timeout=TIMEOUT_S))
-  except subprocess.TimeoutExpired:
-    for proc in procs:
-      proc.kill()
-    pytest.fail(f"a stress process hung for {TIMEOUT_S} s")
-  for proc, (out, err) in zip(procs, outputs):
-    assert proc.returncode == 0, f"rc {proc.returncode}:\n{out}\n{err[-6000:]}"
+  from tests import helpers  # not at the top: this file also runs as the cases' script
+
+  results = helpers.run_concurrently([[sys.executable, __file__, "stress"]] * STRESS_PROCESSES,
+                                     cwd=ROOT, env=env, timeout_s=TIMEOUT_S,
+                                     what="a stress process")
+  for rc, out, err in results:
+    assert rc == 0, f"rc {rc}:\n{out}\n{err[-6000:]}"
     assert f"{STRESS_STEPS} steps" in out
 
 
