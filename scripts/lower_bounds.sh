@@ -3,11 +3,16 @@
 #   1. jax/jaxlib 0.9.0, optax 0.2.5 (and flax 0.12.6, the last flax for that jax): all tests
 #      but the examples';
 #   2. jax/jaxlib 0.10.0, optax 0.2.5, flax 0.12.7 (the examples' bound): the whole suite.
-# Needs what scripts/setup.sh test needs (Fashion-MNIST installed). About 10 minutes.
+# Needs what scripts/setup.sh test needs (Fashion-MNIST installed). About 30 minutes (two
+# whole suites).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-deps=(torch==2.13.0 core-optimizer==1.1.0 orbax-checkpoint pytest pytest-timeout hypothesis
-      numpy matplotlib scikit-learn scikit-image ase gymnasium tqdm)
+# The test, bench and cluster extras of pyproject.toml, but flax, pinned per run below.
+mapfile -t deps < <(python3 -c '
+import tomllib
+extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]
+print("\n".join(sorted({r for e in ("test", "bench", "cluster") for r in extras[e]
+                         if not r.startswith("flax")})))')
 
 run() {  # run NAME "CONSTRAINTS" PYTEST_ARGS...
   local venv="${TMPDIR:-/tmp}/core_optax_$1" constraints=$2
