@@ -5,6 +5,7 @@ builds it with warnings as errors).
 """
 
 import pathlib
+import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -31,9 +32,32 @@ exclude_patterns = ["_build"]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
+# Signatures keep the names of the argument types (jax's and optax's unions unexpanded); those
+# that live in private modules are named as api.rst documents them.
+autodoc_type_aliases = {
+    "_groups.PerGroup": "PerGroup",
+    "_groups.Groups": "Groups",
+    "_weight_decay.Mask": "Mask",
+    "Mask": "Mask",
+    "jax.typing.ArrayLike": "jax.typing.ArrayLike",
+    "jax.typing.DTypeLike": "jax.typing.DTypeLike",
+    "optax.ScalarOrSchedule": "optax.ScalarOrSchedule",
+}
+
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_ivar = True  # NamedTuple fields are documented once, by their Attributes section
 
 html_theme = "alabaster"
 html_title = f"core_optax {release}"
+
+
+def _named_aliases(app, what, name, obj, options, signature, return_annotation):
+  """Sphinx prints an alias inside ``X | None`` as ``TypeAliasForwardRef('X') | None``."""
+  if signature:
+    signature = re.sub(r"TypeAliasForwardRef\('([^']*)'\)", r"\1", signature)
+  return signature, return_annotation
+
+
+def setup(app):
+  app.connect("autodoc-process-signature", _named_aliases)

@@ -29,6 +29,10 @@ def test_docs_build_with_warnings_as_errors(tmp_path):
   assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
   api = (tmp_path / "html" / "api.html").read_text()
   assert 'id="core_optax.core"' in api  # autodoc found the docstrings
+  # Signatures name argument types as documented, not by private modules or expanded unions.
+  signatures = re.sub(r"<[^>]+>", "", api)
+  for unwanted in ("_groups.", "_weight_decay.", "TypeAliasForwardRef", "ndarray | bool"):
+    assert unwanted not in signatures, unwanted
 
 
 def test_api_reference_lists_every_public_name():
