@@ -52,17 +52,37 @@ def collectives(hlo: str) -> list[tuple[str, int]]:
   return found
 
 
-def measure(tx: optax.GradientTransformation, n: int) -> dict[str, object]:
-  mesh = jax.make_mesh((DEVICES,), ("model",), axis_types=(jax.sharding.AxisType.Auto,))
+def mesh(devices=None) -> jax.sharding.Mesh:
+  """A 1-D ``"model"`` mesh (an Auto axis) over ``devices``, by default ``DEVICES`` local ones.
+
+  ``devices`` may be those of a topology that is compiled for but absent (see
+  ``benchmarks/studies/accelerator_cost.py``).
+  """
+  devices = jax.devices()[:DEVICES] if devices is None else list(devices)
+  return jax.make_mesh((len(devices),), ("model",), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=devices)
+
+
+def tree(n: int, on: jax.sharding.Mesh) -> tuple[dict[str, jax.ShapeDtypeStruct],
+                                                  dict[str, NamedSharding]]:
+  """The study's float32 parameters of about ``n`` weights (shapes and shardings only)."""
   shapes = {"w": (64, n // 128), "v": (n // 2,), "b": (256,)}
   specs = {"w": P(None, "model"), "v": P("model"), "b": P()}
-  shardings = {name: NamedSharding(mesh, spec) for name, spec in specs.items()}
+  shardings = {name: NamedSharding(on, spec) for name, spec in specs.items()}
   params = {name: jax.ShapeDtypeStruct(shape, jnp.float32, sharding=shardings[name])
             for name, shape in shapes.items()}
+  return params, shardings
+
+
+def compile_step(tx: optax.GradientTransformation, n: int,
+                 on: jax.sharding.Mesh | None = None) -> jax.stages.Compiled:
+  """The jit step (update and apply, buffers donated) with the state sharded like the params."""
+  on = mesh() if on is None else on
+  params, shardings = tree(n, on)
   state = jax.eval_shape(tx.init, params)
   state_shardings = optax.tree_map_params(
       tx, lambda _, sharding: sharding, state, shardings,
-      transform_non_params=lambda _: NamedSharding(mesh, P()))
+      transform_non_params=lambda _: NamedSharding(on, P()))
   state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                        state, state_shardings)
 
@@ -70,8 +90,13 @@ def measure(tx: optax.GradientTransformation, n: int) -> dict[str, object]:
     updates, state = tx.update(grads, state, params)
     return optax.apply_updates(params, updates), state
 
-  compiled = jax.jit(step, donate_argnums=(0, 1), out_shardings=(shardings, state_shardings)
-                     ).lower(params, state, params).compile()
+  return jax.jit(step, donate_argnums=(0, 1), out_shardings=(shardings, state_shardings)
+                 ).lower(params, state, params).compile()
+
+
+def measure(tx: optax.GradientTransformation, n: int,
+            on: jax.sharding.Mesh | None = None) -> dict[str, object]:
+  compiled = compile_step(tx, n, on)
   found = collectives(compiled.as_text())
   memory = compiled.memory_analysis()
   return {"parameters": 64 * (n // 128) + n // 2 + 256,
