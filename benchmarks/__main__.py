@@ -13,6 +13,7 @@ Continual learning, does CoRe's freezing help? (benchmarks/comparison/continual)
 The studies (benchmarks/studies, one module each):
   python -m benchmarks step-speed [--quick] [--out FILE] [--torch-device cpu|cuda]
   python -m benchmarks sharded-step
+  python -m benchmarks accelerator-cost [--platform cpu|tpu] [--sizes N ...] [--passes P ...]
   python -m benchmarks state-dtype-accuracy
   python -m benchmarks selection-passes [--steps 600]
   python -m benchmarks chunked-reductions
@@ -46,6 +47,8 @@ RUNS = pathlib.Path(__file__).parent / "runs"
 STUDIES = {
     "step-speed": ("step_speed", "step time and state memory against Adam, JAX and torch"),
     "sharded-step": ("sharded_step", "collectives and memory of a step on 8 virtual devices"),
+    "accelerator-cost": ("accelerator_cost", "bytes accessed per step on a TPU v5e 2x4 slice, "
+                         "every selection pass counted"),
     "state-dtype-accuracy": ("state_dtype_accuracy", "accuracy cost of bfloat16 state"),
     "selection-passes": ("selection_passes", "passes over the scores of freezing's selection"),
     "chunked-reductions": ("chunked_reductions", "why the selection counts in chunks"),

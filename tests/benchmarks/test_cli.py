@@ -8,7 +8,8 @@ VERBS = ["run", "report", *cli.STUDIES]
 
 
 def test_every_study_has_a_verb_and_its_hooks():
-  assert set(cli.STUDIES) == {"step-speed", "sharded-step", "state-dtype-accuracy",
+  assert set(cli.STUDIES) == {"step-speed", "sharded-step", "accelerator-cost",
+                              "state-dtype-accuracy",
                               "selection-passes", "chunked-reductions", "vmap-selection",
                               "vmap-speedup"}
   for verb in cli.STUDIES:
