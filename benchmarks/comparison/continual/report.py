@@ -236,7 +236,10 @@ def build(out: pathlib.Path, to: pathlib.Path | None = None) -> str:
   to = pathlib.Path(to) if to else out / "report"
   to.mkdir(parents=True, exist_ok=True)
   text = [f"# Continual learning: does CoRe's freezing help? ({meta['mode']} mode, "
-          f"{len(meta['seeds'])} seeds)\n", f"Command: `{meta['command']}`\n"]
+          f"{len(meta['seeds'])} seeds)\n",
+          "Commands (each resumed the directory, rerunning what its budget changed): "
+          + ", then ".join(f"`{c}`" for c in meta["commands"]) + "\n"
+          if len(meta.get("commands", [])) > 1 else f"Command: `{meta['command']}`\n"]
   numbers = {}
   for name in meta["scenarios"]:
     scenario = scenarios_lib.SCENARIOS[name]

@@ -14,12 +14,15 @@ Per scenario, in order (all seeds of a configuration in one vmapped program):
 
 Layout of an output directory::
 
-  run.json                                    kind "continual", mode, seeds, scenarios
+  run.json                                    kind "continual", mode, seeds, scenarios,
+                                              cuts, every command that wrote here
   raw/_tuning/<tuning>/<optimizer>/lr=<lr>.npz  stage-1 runs of the step-size grid
   raw/_si/<scenario>/c=<c>.npz                 stage-1-2 runs of SI's strength grid
   raw/<scenario>/<optimizer>.npz               the runs: metrics, freezing records, choices
 
-A rerun with the same directory skips every file already saved with the same seeds.
+A rerun with the same directory skips every file already saved with the same seeds and
+number of evaluations (so a changed budget reruns what it changes), and records its command
+after the earlier ones in ``run.json``; the cuts of the scenarios it runs replace theirs.
 """
 
 from __future__ import annotations
@@ -59,11 +62,13 @@ def file_name(name: str) -> str:
   return name.replace(" ", "_")
 
 
-def _is_done(path: pathlib.Path, seeds: np.ndarray) -> bool:
+def _is_done(path: pathlib.Path, seeds: np.ndarray, n_evals: int) -> bool:
+  """Whether ``path`` holds these seeds' runs of this length (a changed budget reruns)."""
   if not path.exists():
     return False
   with np.load(path) as saved:
-    return np.array_equal(saved["seeds"], seeds)
+    metric = next(k for k in saved.files if k.startswith("metric_"))
+    return np.array_equal(saved["seeds"], seeds) and saved[metric].shape[1] == n_evals
 
 
 def _save(path: pathlib.Path, **arrays) -> None:
@@ -90,7 +95,8 @@ def _final_error(scenario: scenarios_lib.Scenario, saved: dict[str, np.ndarray],
 def _train_and_save(path, scenario, optimizer, learning_rate, context, seeds, mode,
                     n_stages=None, **extra) -> dict[str, np.ndarray]:
   """Trains one configuration (unless saved) and returns what is saved."""
-  if not _is_done(path, seeds):
+  stages = scenario.setup(mode).stages[:n_stages]
+  if not _is_done(path, seeds, sum(stage.n_epochs for stage in stages)):
     frozen = (training.Freezing(optimizer.frozen_fraction, context.score_history)
               if optimizer.score_history else None)
     start = time.perf_counter()
@@ -119,11 +125,14 @@ def _write_metadata(out: pathlib.Path, scenarios: Sequence[scenarios_lib.Scenari
                      f"run with seeds {previous['seeds']}; choose another --out.")
   names = list(dict.fromkeys([*(previous or {}).get("scenarios", []),
                               *(s.name for s in scenarios)]))
+  command = "python -m benchmarks " + " ".join(sys.argv[1:])
+  commands = (previous or {}).get("commands", [(previous or {}).get("command", command)])
   out.mkdir(parents=True, exist_ok=True)
   run_file.write_text(json.dumps({
       "kind": KIND, "mode": mode, "seeds": seeds.tolist(), "scenarios": names,
-      "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
-      "cuts": {s.name: s.cuts[mode] for s in scenarios} | (previous or {}).get("cuts", {}),
+      "command": command,
+      "commands": commands + [command] * (commands[-1] != command),
+      "cuts": (previous or {}).get("cuts", {}) | {s.name: s.cuts[mode] for s in scenarios},
   }, indent=2))
 
 

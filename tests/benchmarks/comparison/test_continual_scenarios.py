@@ -69,3 +69,21 @@ def test_runner_refuses_a_directory_of_another_mode(tmp_path):
   runner._write_metadata(tmp_path, [scenario], "quick", np.arange(2))
   with pytest.raises(ValueError, match="choose another --out"):
     runner._write_metadata(tmp_path, [scenario], "standard", np.arange(2))
+
+
+def test_runner_reruns_a_changed_budget_and_records_every_command(tmp_path, monkeypatch):
+  path = tmp_path / "raw" / "x.npz"
+  runner._save(path, seeds=np.arange(2), metric_accuracy=np.zeros((2, 5, 1)))
+  assert runner._is_done(path, np.arange(2), 5)
+  assert not runner._is_done(path, np.arange(2), 10)  # more epochs: rerun
+  assert not runner._is_done(path, np.arange(3), 5)
+  scenario = scenarios.SCENARIOS["permuted-digits"]
+  monkeypatch.setattr("sys.argv", ["benchmarks", "continual", "--quick"])
+  runner._write_metadata(tmp_path, [scenario], "quick", np.arange(2))
+  monkeypatch.setitem(scenario.cuts, "quick", "a new budget")
+  monkeypatch.setattr("sys.argv", ["benchmarks", "continual", "--quick", "--out", "here"])
+  runner._write_metadata(tmp_path, [scenario], "quick", np.arange(2))
+  meta = json.loads((tmp_path / "run.json").read_text())
+  assert meta["commands"] == ["python -m benchmarks continual --quick",
+                              "python -m benchmarks continual --quick --out here"]
+  assert meta["cuts"]["permuted-digits"] == "a new budget"
