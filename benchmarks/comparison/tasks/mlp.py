@@ -262,13 +262,21 @@ def batches(key: jax.Array, data) -> jax.Array:
   return order[:n_train // batch * batch].reshape(-1, batch)
 
 
+def loss(params: optax.Params, data, batch: jax.Array, key: jax.Array) -> jax.Array:
+  """The training loss of one mini-batch of structures."""
+  del key
+  return errors(params, data, batch)["loss"]
+
+
+def evaluate(params: optax.Params, data) -> dict[str, jax.Array]:
+  return errors(params, data, data["test"])
+
+
 def run(tx: optax.GradientTransformation, seeds: jax.Array, mode: Mode) -> TaskResult:
   arrays = prepared(SIZES[mode].n_structures)
   data = {k: jnp.asarray(v) for k, v in arrays.items() if k not in ("shift", "scale")}
   metrics = training.train(
-      tx, seeds, data, init=init, batches=batches,
-      loss=lambda params, data, batch, key: errors(params, data, batch)["loss"],
-      evaluate=lambda params, data: errors(params, data, data["test"]),
+      tx, seeds, data, init=init, batches=batches, loss=loss, evaluate=evaluate,
       n_epochs=SIZES[mode].n_epochs, per_seed=split)
   return TaskResult(errors=metrics["loss"], extras={
       "energy_rmse_meV_per_atom": 1e3 * np.sqrt(metrics["energy_mse"]),
