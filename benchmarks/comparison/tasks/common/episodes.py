@@ -1,4 +1,4 @@
-"""Episodic policy-gradient training on CartPole inside one jit program.
+"""Episodic policy-gradient training on CartPole, all seeds vmapped.
 
 Shared by NR (REINFORCE) and RA (actor-critic), after the PyTorch examples: one
 update per episode from the whole episode's normalised discounted returns; the
@@ -17,6 +17,7 @@ episode, so short episodes stay cheap.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -173,10 +174,66 @@ def normalised_returns(length: jax.Array, max_steps: int) -> jax.Array:
   return jnp.where(valid, (returns - mean) / (jnp.sqrt(var) + RETURN_EPS), 0.0)
 
 
+class _TaskPrograms(NamedTuple):
+  """The compiled, seed-vmapped programs of a task that no optimizer enters."""
+
+  start: Callable  # (seeds) -> (play keys, params, running reward, solved at, episode).
+  episode: Callable  # (params, play keys, running, solved_at, i, end) -> (grads, active,
+  #   running, solved_at, i, whether any seed plays on in this block).
+  finish_block: Callable  # (solved_at, end) -> (error, episode counter, any seed unsolved).
+
+
+@functools.lru_cache(maxsize=8)
+def _task_programs(init: Callable[[jax.Array], optax.Params], policy: Policy,
+                   draw_noise: DrawNoise, loss: EpisodeLoss,
+                   spec: EpisodeSpec) -> _TaskPrograms:
+  """Builds the task's programs; kept while the same task runs again with another optimizer."""
+
+  @jax.jit
+  @jax.vmap
+  def start(seed):
+    k_init, k_play = jax.random.split(jax.random.key(seed, impl="rbg"))
+    return k_play, init(k_init), jnp.float32(10.0), jnp.int32(0), jnp.int32(0)
+
+  def one_episode(params, k_play, running, solved_at, i, end):
+    # A seed plays while it is unsolved in the current block; a solved seed's episode is
+    # skipped, and its new values are dropped below (what a batched while_loop does).
+    active = (i < end) & (solved_at == 0)
+    ep = play(policy, draw_noise, params, jax.random.fold_in(k_play, i),
+              spec.max_steps, skip=solved_at > 0, axis_name=_SEEDS)
+    grads = episode_grads(loss, params, ep, axis_name=_SEEDS)
+    new_running = 0.05 * ep.length + 0.95 * running
+    new_solved_at = jnp.where(new_running > SOLVED_REWARD, i + 1, solved_at)
+    return (grads, active, jnp.where(active, new_running, running),
+            jnp.where(active, new_solved_at, solved_at), jnp.where(active, i + 1, i))
+
+  @jax.jit
+  def episode(params, k_play, running, solved_at, i, end):
+    grads, active, running, solved_at, i = jax.vmap(
+        one_episode, in_axes=(0, 0, 0, 0, 0, None), axis_name=_SEEDS)(
+            params, k_play, running, solved_at, i, end)
+    return grads, active, running, solved_at, i, jnp.any((i < end) & (solved_at == 0))
+
+  @jax.jit
+  def finish_block(solved_at, end):
+    error = jnp.where(solved_at > 0, solved_at, spec.max_episodes).astype(jnp.float32)
+    return error, jnp.full_like(solved_at, end), jnp.any(solved_at == 0)
+
+  return _TaskPrograms(start, episode, finish_block)
+
+
 def train(tx: optax.GradientTransformation, seeds: jax.Array, *,
           init: Callable[[jax.Array], optax.Params], policy: Policy,
           draw_noise: DrawNoise, loss: EpisodeLoss, spec: EpisodeSpec) -> TaskResult:
-  """Trains one agent per seed, all seeds vmapped in one jit program.
+  """Trains one agent per seed, all seeds vmapped.
+
+  An episode is two programs, as a step of the image tasks (:mod:`.image`): playing it and
+  its gradients, which depend on the task alone, and the update, which depends on the
+  optimizer alone; a Python loop drives them over the episodes. The task's program is
+  compiled once per task and kept for every optimizer after the first (in this process, and
+  across runs in the persistent compilation cache); one program of everything compiled the
+  rollout again for every optimizer. Seeds step in lock step: an episode runs while any seed
+  is unsolved in the current block, and the solved seeds keep their state.
 
   Returns:
     errors ``[n_seeds, n_blocks]``: the episodes needed to solve if solved by
@@ -184,37 +241,31 @@ def train(tx: optax.GradientTransformation, seeds: jax.Array, *,
     ``running_reward`` at the end of each block.
   """
   n_blocks = -(-spec.max_episodes // spec.block)
+  task = _task_programs(init, policy, draw_noise, loss, spec)
+  init_optimizer = jax.jit(jax.vmap(tx.init))
 
-  def one_seed(seed):
-    k_init, k_play = jax.random.split(jax.random.key(seed, impl="rbg"))
-    params = init(k_init)
+  @jax.jit
+  @jax.vmap
+  def apply(grads, opt_state, params, active):
+    updates, new_state = tx.update(grads, opt_state, params)
+    new = (optax.apply_updates(params, updates), new_state)
+    return jax.tree.map(lambda n, o: jnp.where(active, n, o), new, (params, opt_state))
 
-    def episode(carry):
-      # Runs only while this seed is unsolved in the current block (the batched
-      # while_loop keeps a finished seed's carry); solved seeds skip playing.
-      params, opt_state, running, solved_at, i = carry
-      ep = play(policy, draw_noise, params, jax.random.fold_in(k_play, i),
-                spec.max_steps, skip=solved_at > 0, axis_name=_SEEDS)
-      grads = episode_grads(loss, params, ep, axis_name=_SEEDS)
-      updates, opt_state = tx.update(grads, opt_state, params)
-      running = 0.05 * ep.length + 0.95 * running
-      solved_at = jnp.where(running > SOLVED_REWARD, i + 1, solved_at)
-      return optax.apply_updates(params, updates), opt_state, running, solved_at, i + 1
-
-    def block(carry, b):
-      end = jnp.minimum((b + 1) * spec.block, spec.max_episodes)
-      carry = jax.lax.while_loop(
-          lambda c: (c[4] < end) & (c[3] == 0), episode, carry)
-      carry = (*carry[:4], end)
-      solved_at, running = carry[3], carry[2]
-      error = jnp.where(solved_at > 0, solved_at, spec.max_episodes)
-      return carry, (error.astype(jnp.float32), running)
-
-    start = (params, tx.init(params), jnp.float32(10.0), jnp.int32(0),
-             jnp.int32(0))
-    _, (errors, running) = jax.lax.scan(block, start, jnp.arange(n_blocks))
-    return errors, running
-
-  errors, running = jax.jit(jax.vmap(one_seed, axis_name=_SEEDS))(jnp.asarray(seeds))
-  errors, running = np.asarray(errors), np.asarray(running)
-  return TaskResult(errors=errors, extras={"running_reward": running})
+  k_play, params, running, solved_at, i = task.start(jnp.asarray(seeds))
+  opt_state = init_optimizer(params)
+  errors, runnings, unsolved = [], [], True
+  for b in range(n_blocks):
+    end = np.int32(min((b + 1) * spec.block, spec.max_episodes))
+    more = unsolved
+    while more:
+      grads, active, running, solved_at, i, more = task.episode(params, k_play, running,
+                                                                solved_at, i, end)
+      params, opt_state = apply(grads, opt_state, params, active)
+      more = bool(more)
+    error, i, unsolved = task.finish_block(solved_at, end)
+    errors.append(error)
+    runnings.append(running)
+    unsolved = bool(unsolved)
+  return TaskResult(errors=np.stack([np.asarray(e) for e in errors], axis=1),
+                    extras={"running_reward": np.stack([np.asarray(r) for r in runnings],
+                                                       axis=1)})
