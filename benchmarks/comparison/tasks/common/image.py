@@ -110,34 +110,36 @@ def describe_cuts(budget: Budget, full: Budget, data_note: str = "") -> str:
   return f"{sentence}{data_note}"
 
 
-class _Programs(NamedTuple):
-  """The compiled, seed-vmapped pieces of one training run."""
+class _ModelPrograms(NamedTuple):
+  """The compiled, seed-vmapped programs of a training run that no optimizer enters."""
 
   init: Callable
   epoch_plan: Callable
-  train_step: Callable
+  grads: Callable
   test_sums: Callable
 
 
-@functools.lru_cache(maxsize=2)  # Unbounded, compiled code piles up until mmap fails.
-def _programs(model: ImageModel, tx: optax.GradientTransformation, image_shape: tuple[int, ...],
-              n_train: int, n_test: int) -> _Programs:
-  """Builds the jitted, seed-vmapped programs, reused while the same optimizer runs again."""
+@functools.lru_cache(maxsize=4)
+def _model_programs(model: ImageModel, image_shape: tuple[int, ...], n_train: int,
+                    n_test: int) -> _ModelPrograms:
+  """Builds the model's jitted, seed-vmapped programs, kept for every optimizer of a task.
+
+  A step is two programs: the gradients, which depend on the model alone, and the update,
+  which depends on the optimizer alone (:func:`_programs`). The model's programs (the
+  expensive compilations) are then compiled once per model and shape, kept in this process
+  for every optimizer and loaded from the persistent cache for the task that shares the
+  model (AED-digits and AEF, ICD-digits and ICF); the optimizer's are small. The batch comes
+  gathered (`_gather`) for the same reason: the gradients do not depend on the size of the
+  training set.
+  """
   n_batches = -(-n_train // BATCH_SIZE)
   n_test_batches = n_test // _test_batch(n_test)
 
-  # Model and optimizer are initialised by two programs, for the reason the step is two.
   @jax.jit
   @jax.vmap
-  def init_model(seed):
+  def init(seed):
     init_key, run_key = jax.random.split(jax.random.key(seed))
     return model.init(init_key, jnp.zeros((1, *image_shape))), run_key
-
-  init_optimizer = jax.jit(jax.vmap(tx.init))
-
-  def init(seeds):
-    params, run_key = init_model(seeds)
-    return params, init_optimizer(params), run_key
 
   @jax.jit
   @functools.partial(jax.vmap, in_axes=(0, None))
@@ -148,13 +150,29 @@ def _programs(model: ImageModel, tx: optax.GradientTransformation, image_shape: 
     return (order.reshape(n_batches, BATCH_SIZE), jax.random.split(step_key, n_batches),
             jax.random.split(test_key, n_test_batches))
 
-  # A step is two programs: the gradients, which depend on the model alone, and the update,
-  # which depends on the optimizer alone. The model's program (the expensive compilation) is
-  # then compiled once per model and shape and loaded from the persistent cache for every
-  # other optimizer and for the task that shares the model (AED-digits and AEF, ICD-digits
-  # and ICF); the optimizer's is small. The batch comes gathered (`_gather`) for the same
-  # reason: the programs do not depend on the size of the training set.
   grads = jax.jit(jax.vmap(jax.grad(model.train_loss), in_axes=(0, 0, 0, None, 0)))
+  test_sums = jax.jit(jax.vmap(model.test_sums, in_axes=(0, None, None, 0)))
+  return _ModelPrograms(init, epoch_plan, grads, test_sums)
+
+
+class _Programs(NamedTuple):
+  """The compiled, seed-vmapped pieces of one training run."""
+
+  init: Callable
+  epoch_plan: Callable
+  train_step: Callable
+  test_sums: Callable
+
+
+def _programs(model: ImageModel, tx: optax.GradientTransformation, image_shape: tuple[int, ...],
+              n_train: int, n_test: int) -> _Programs:
+  """The model's programs (:func:`_model_programs`) and the optimizer's around them."""
+  shared = _model_programs(model, image_shape, n_train, n_test)
+  init_optimizer = jax.jit(jax.vmap(tx.init))
+
+  def init(seeds):
+    params, run_key = shared.init(seeds)
+    return params, init_optimizer(params), run_key
 
   @functools.partial(jax.jit, donate_argnums=(1, 2))
   @jax.vmap
@@ -163,15 +181,19 @@ def _programs(model: ImageModel, tx: optax.GradientTransformation, image_shape: 
     return optax.apply_updates(params, updates), opt_state
 
   def train_step(params, opt_state, x, y, batch_mask, key):
-    return apply(grads(params, x, y, batch_mask, key), opt_state, params)
+    return apply(shared.grads(params, x, y, batch_mask, key), opt_state, params)
 
   def evaluated_test_sums(params, opt_state, x, y, key):
     return model.test_sums(task_lib.evaluation_params(tx, params, opt_state), x, y, key)
 
-  # The optimizer state drops out of the compiled program where it is not used, so every
-  # optimizer that evaluates at its trained parameters shares one cached test program.
-  test_sums = jax.jit(jax.vmap(evaluated_test_sums, in_axes=(0, 0, None, None, 0)))
-  return _Programs(init, epoch_plan, train_step, test_sums)
+  # An optimizer that evaluates elsewhere than at its trained parameters has a test program
+  # of its own; every other one shares the model's.
+  if isinstance(tx, task_lib.EvaluatedTransformation):
+    test_sums = jax.jit(jax.vmap(evaluated_test_sums, in_axes=(0, 0, None, None, 0)))
+  else:
+    test_sums = lambda params, opt_state, x, y, key: shared.test_sums(params, x, y, key)
+
+  return _Programs(init, shared.epoch_plan, train_step, test_sums)
 
 
 @jax.jit
