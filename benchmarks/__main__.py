@@ -19,6 +19,7 @@ The studies (benchmarks/studies, one module each):
   python -m benchmarks chunked-reductions
   python -m benchmarks vmap-selection
   python -m benchmarks vmap-speedup [--task AEF] [--optimizer CoRe] [--seeds 5] [--mode quick]
+  python -m benchmarks tie-band [--steps 3000]
 
 run, report and vmap-speedup reuse compiled programs from benchmarks/runs/jax_cache; the
 other studies compile afresh (step-speed times compilation). `python -m benchmarks VERB -h`
@@ -54,6 +55,7 @@ STUDIES = {
     "chunked-reductions": ("chunked_reductions", "why the selection counts in chunks"),
     "vmap-selection": ("vmap_selection", "what freezing costs under vmap"),
     "vmap-speedup": ("vmap_speedup", "time vmapped seeds of a task against a Python loop"),
+    "tie-band": ("tie_band", "weights the tie band of eq. 5 freezes beyond floor(p n)"),
 }
 """Verb: (module in :mod:`benchmarks.studies`, help). A study's module has
 ``add_arguments(parser)`` and ``main(args)``."""

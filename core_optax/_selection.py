@@ -23,7 +23,9 @@ TIE_TOLERANCE = 0.999999
 
 With ties (or near ties) this freezes slightly more than ``k`` weights, and with a
 negative threshold it can freeze fewer: ``core-optimizer`` 1.1.0 does both, and so
-do we.
+do we. Measured by ``python -m benchmarks tie-band`` (an MLP on digits, p_frozen =
+0.1): at most 67 weights over ``k`` = 1638 in a 16,384-weight leaf (10.41% frozen)
+and 401 over 6553 in a 65,536-weight one (10.61%).
 """
 
 _TOP_K_MAX_SIZE = 256
