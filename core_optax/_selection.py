@@ -106,14 +106,19 @@ def _value(key: jax.Array, dtype: jnp.dtype) -> jax.Array:
 def _is_local(x: jax.Array) -> bool:
   """Whether ``x`` is whole on every device, so that reshapes and slices move no data.
 
-  True on one device, and for arrays replicated over Explicit mesh axes. With
-  Auto axes XLA decides the sharding after tracing: such arrays count as sharded.
+  True for arrays on a mesh of one device and for arrays replicated over Explicit
+  mesh axes. With Auto axes XLA decides the sharding after tracing: such arrays
+  count as sharded. An array that names no mesh is local if this process has one
+  device. The mesh decides, not this process's devices, so that a step compiled
+  ahead of time for a slice (``jax.jit(step).lower(...)`` with shardings on a
+  topology's devices) counts in place from a one-device process too.
   """
-  if jax.device_count() == 1:
-    return True
   sharding = jax.typeof(x).sharding
-  explicit = all(t == jax.sharding.AxisType.Explicit for t in sharding.mesh.axis_types)
-  return bool(sharding.mesh.axis_types) and explicit and all(a is None for a in sharding.spec)
+  mesh = sharding.mesh
+  if not mesh.axis_names:
+    return jax.device_count() == 1
+  explicit = all(t == jax.sharding.AxisType.Explicit for t in mesh.axis_types)
+  return mesh.size == 1 or (explicit and all(a is None for a in sharding.spec))
 
 
 class _Scores(NamedTuple):

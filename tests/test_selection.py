@@ -10,6 +10,7 @@ import hypothesis.extra.numpy as hnp
 import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 import ml_dtypes
 import numpy as np
 import pytest
@@ -242,3 +243,31 @@ def test_a_guess_near_the_answer_saves_passes():
   (warm,), warm_passes = run([[x]], [k], [jnp.float32(answer * 1.001)])
   assert np.float64(cold) == np.float64(warm) == answer
   assert int(warm_passes) < int(cold_passes), (int(warm_passes), int(cold_passes))
+
+
+@pytest.mark.parametrize("axis_type, spec, devices, local", [
+    (jax.sharding.AxisType.Auto, P(), 8, False),  # Auto: XLA shards it after tracing
+    (jax.sharding.AxisType.Explicit, P("m"), 8, False),
+    (jax.sharding.AxisType.Explicit, P(), 8, True),  # replicated: whole on every device
+    (jax.sharding.AxisType.Auto, P(), 1, True),
+])
+def test_whether_scores_are_local_depends_on_their_mesh_not_on_this_process(
+    axis_type, spec, devices, local):
+  """A step compiled ahead of time for a slice, from a process with one device.
+
+  With ``jax.device_count() == 1`` deciding, scores on an 8-device mesh counted as
+  local and were read in chunks, which made XLA gather them (4,194,304 elements for
+  a TPU v5e 2x4 step, ``python -m benchmarks accelerator-cost --platform tpu``).
+  """
+  mesh = jax.sharding.AbstractMesh((devices,), ("m",), axis_types=(axis_type,))
+  scores = jax.ShapeDtypeStruct((4 * _selection._CHUNK,), jnp.float32,
+                                sharding=jax.sharding.NamedSharding(mesh, spec))
+  seen = []
+
+  def select(s):
+    seen.append(_selection._is_local(s))
+    return _selection.kth_largest([[s]], [1000])[0]
+
+  jaxpr = str(jax.jit(select).trace(scores).jaxpr)
+  assert jax.device_count() == 1 and seen == [local]
+  assert ("dynamic_slice" in jaxpr) == local  # chunks are read only where they move no data
