@@ -11,7 +11,7 @@ def test_every_study_has_a_verb_and_its_hooks():
   assert set(cli.STUDIES) == {"step-speed", "sharded-step", "accelerator-cost",
                               "state-dtype-accuracy",
                               "selection-passes", "chunked-reductions", "vmap-selection",
-                              "vmap-speedup"}
+                              "vmap-speedup", "tie-band"}
   for verb in cli.STUDIES:
     module = cli._study(verb)
     assert callable(module.add_arguments) and callable(module.main)
