@@ -68,14 +68,16 @@ def test_task_runs_all_seeds_in_one_program(name, tiny_sizes):
     assert np.all(np.diff(errors, axis=1) <= 0)
 
 
-
 @pytest.mark.parametrize("name", ["NR", "TS"])
 def test_a_second_optimizer_compiles_only_its_own_programs(name, tiny_sizes):
   """The task's programs (rollout or model, gradients, evaluation) compile once per task."""
   task = TASKS[name][0].TASK
   task.run(optax.adam(1e-3), np.arange(3), "quick")
   compiled = []
-  listen = lambda event, duration, **_: compiled.append(event)
+
+  def listen(event, duration, **_):
+    compiled.append(event)
+
   jax.monitoring.register_event_duration_secs_listener(listen)
   try:
     task.run(optax.sgd(1e-3, momentum=0.9), np.arange(3), "quick")
@@ -83,6 +85,7 @@ def test_a_second_optimizer_compiles_only_its_own_programs(name, tiny_sizes):
     jax.monitoring.unregister_event_duration_listener(listen)
   # Momentum's state initialisation and its update, nothing of the task.
   assert compiled.count("/jax/core/compile/backend_compile_duration") == 2
+
 
 def test_pixel_shuffle_matches_torch():
   torch = pytest.importorskip("torch")
