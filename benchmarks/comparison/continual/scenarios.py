@@ -125,7 +125,7 @@ _RUNS = {"A": (0, 2), "B": (4, 6), "C": (1, 3, 5, 7)}
 _LIFELONG = {  # structures per stage, epochs per stage
     "quick": (40, 5), "standard": (50, 25), "full": (250, 100)}
 _STATIONARY = {  # structures, epochs per segment (4 segments)
-    "quick": (50, 5), "standard": (150, 50), "full": (1000, 50)}
+    "quick": (50, 5), "standard": (150, 375), "full": (1000, 375)}
 N_SEGMENTS = 4
 
 
