@@ -1,6 +1,11 @@
-"""Running the comparison on many machines: listing, sharding, and Ray.
+"""Running the comparison on many cores and machines: processes, listing, sharding, and Ray.
 
 ``python -m benchmarks run`` takes, next to its request (mode, tasks, optimizers, seeds):
+
+- ``--jobs N``: train the configurations in N worker processes of this machine (no Ray).
+  A worker lives for the whole run, so each task's model compiles once per worker; the
+  configurations go to whichever worker is free, in the request's order, and the driver
+  saves each result as it returns. Each worker uses XLA's default thread pool.
 
 - ``--list``: print the request's configurations, one id per line
   (``<task>/<optimizer>/lr=<setting>``, stable: the same request lists the same ids in the
@@ -23,7 +28,9 @@ Ray comes with the ``cluster`` extra (``pip install '.[cluster]'``); nothing els
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
+import multiprocessing
 import pathlib
 import re
 from typing import Callable, Sequence
@@ -53,8 +60,23 @@ def parse_shard(text: str) -> tuple[int, int]:
   return index, count
 
 
+def parse_jobs(text: str) -> int:
+  """Parses a positive number of worker processes for ``--jobs``.
+
+  Raises:
+    argparse.ArgumentTypeError: for anything else.
+  """
+  if not text.isdigit() or int(text) < 1:
+    raise argparse.ArgumentTypeError(f"expected a number of processes >= 1, got {text!r}")
+  return int(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  """Adds ``--list``, ``--shard``, ``--ray``, ``--cpus-per-task`` and ``--gpus-per-task``."""
+  """Adds ``--jobs``, ``--list``, ``--shard``, ``--ray``, ``--cpus-per-task`` and
+  ``--gpus-per-task``."""
+  parser.add_argument("--jobs", type=parse_jobs, default=1, metavar="N",
+                      help="train in N worker processes of this machine (default 1: this "
+                      "process); --quick --jobs 2 uses both cores of a 2-core machine")
   parser.add_argument("--list", action="store_true", help="print the configurations' ids, one "
                       "per line (of the shard, with --shard), and exit")
   parser.add_argument("--shard", type=parse_shard, default=(1, 1), metavar="I/N",
@@ -77,7 +99,7 @@ def _ray():
 
 def _train_in_worker(task: str, optimizer: str, learning_rate: float, seeds: np.ndarray,
                      mode: task_lib.Mode, cache_dir: str | None) -> runner.Trained:
-  """What a Ray task runs: one configuration, looked up by name in the registries."""
+  """What a worker runs: one configuration, looked up by name in the registries."""
   # pylint: disable=import-outside-toplevel
   from benchmarks.comparison import optimizers as optimizers_lib
   from benchmarks.comparison.tasks import TASKS
@@ -119,8 +141,44 @@ class RayExecutor:
         save_one(pending.pop(ref), ray.get(ref))
 
 
+@dataclasses.dataclass(frozen=True)
+class ProcessExecutor:
+  """Trains configurations in ``jobs`` worker processes of this machine (a
+  :data:`runner.Execute`).
+
+  The workers are spawned (not forked: JAX is already running here), keep their compiled
+  programs for the whole run, and share this process's compilation cache directory. A
+  failing configuration stops the run with its error; what finished before is saved.
+  """
+
+  jobs: int
+
+  def __call__(self, configs: Sequence[runner.Config], seeds: np.ndarray, mode: task_lib.Mode,
+               save_one: Callable[[runner.Config, runner.Trained], None]) -> None:
+    cache_dir = jax.config.jax_compilation_cache_dir
+    with concurrent.futures.ProcessPoolExecutor(
+        self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+      pending = {pool.submit(_train_in_worker, c.task.name, c.optimizer.name, c.learning_rate,
+                             seeds, mode, cache_dir): c for c in configs}
+      try:
+        for future in concurrent.futures.as_completed(pending):
+          save_one(pending[future], future.result())
+      except BaseException:
+        pool.shutdown(cancel_futures=True)
+        raise
+
+
 def executor(args: argparse.Namespace) -> runner.Execute:
-  """The executor the command line asks for: Ray with ``--ray``, else this process."""
-  if args.ray is None:
-    return runner.run_sequentially
-  return RayExecutor(args.ray, args.cpus_per_task, args.gpus_per_task)
+  """The executor the command line asks for: Ray with ``--ray``, worker processes with
+  ``--jobs`` above 1, else this process.
+
+  Raises:
+    SystemExit: for ``--ray`` with ``--jobs`` (Ray sizes its workers with
+      ``--cpus-per-task``).
+  """
+  if args.ray is not None:
+    if args.jobs != 1:
+      raise SystemExit(f"--jobs {args.jobs} and --ray {args.ray}: choose one (Ray runs as many "
+                       "configurations at once as its CPUs allow; see --cpus-per-task).")
+    return RayExecutor(args.ray, args.cpus_per_task, args.gpus_per_task)
+  return runner.run_sequentially if args.jobs == 1 else ProcessExecutor(args.jobs)

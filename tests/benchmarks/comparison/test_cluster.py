@@ -1,4 +1,5 @@
-"""--list, --shard and --ray: stable ids, disjoint shards that merge, Ray equal to a local run."""
+"""--list, --shard, --jobs and --ray: stable ids, disjoint shards that merge, worker processes
+and Ray equal to a run in this process."""
 
 import argparse
 import os
@@ -134,6 +135,28 @@ def compilation_cache(tmp_path):
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   yield
   jax.config.update("jax_compilation_cache_dir", None)
+
+
+def test_worker_processes_save_what_the_sequential_run_saves_bit_for_bit(tmp_path,
+                                                                       compilation_cache):
+  # As for Ray below: the sequential run loads the workers' programs from the shared cache.
+  tasks, some = [TASKS["SS-csbm"]], [optimizers.OPTIMIZERS[n] for n in ("Adam", "SF-AdamW")]
+  runner.run(tmp_path / "jobs", tasks, some, "quick", n_seeds=2,
+             execute=cluster.ProcessExecutor(2))
+  runner.run(tmp_path / "here", tasks, some, "quick", n_seeds=2)
+  _assert_same(_saved(tmp_path / "jobs"), _saved(tmp_path / "here"))
+  assert len(_saved(tmp_path / "jobs")) == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--jobs", "0"], "argument --jobs: expected a number of processes >= 1, got '0'"),
+    (["--jobs", "two"], "argument --jobs: expected a number of processes >= 1, got 'two'"),
+    (["--jobs", "2", "--ray", "local"], "--jobs 2 and --ray local: choose one")])
+def test_a_bad_number_of_jobs_is_refused_clearly(argv, message, capsys, tmp_path):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["run", *TINY, "--out", str(tmp_path), *argv])
+  assert message in capsys.readouterr().err + str(exit_info.value.code)
+  assert not (tmp_path / "raw").exists()
 
 
 def test_ray_tasks_save_what_the_sequential_run_saves_bit_for_bit(tmp_path, compilation_cache):
