@@ -201,7 +201,13 @@ def energy_and_forces(params: optax.Params, features: jax.Array, jacobian: jax.A
   total = lambda f: jnp.sum(atomic_energies(params, f, species))
   energies = jnp.sum(atomic_energies(params, features, species), axis=-1)
   d_energy = jax.grad(total)(features)
-  return energies, -jnp.einsum("...if,...ifjc->...jc", d_energy, jacobian)
+  # F_jc = -sum_if dE/dG_if dG_if/dR_jc, one vector-matrix product per structure. Written as
+  # an einsum over the two axes (i, f), XLA's CPU gradient step of MLP-EMT took 73 ms instead
+  # of 10 ms (3 seeds x 16 structures), nearly all in the product's derivative.
+  *structures, n_atoms, n_features = features.shape
+  forces = jnp.matmul(d_energy.reshape(*structures, 1, n_atoms * n_features),
+                      jacobian.reshape(*structures, n_atoms * n_features, n_atoms * 3))
+  return energies, -forces.reshape(*structures, n_atoms, 3)
 
 
 @functools.cache
