@@ -26,6 +26,14 @@ negative threshold it can freeze fewer: ``core-optimizer`` 1.1.0 does both, and 
 do we. Measured by ``python -m benchmarks tie-band`` (an MLP on digits, p_frozen =
 0.1): at most 67 weights over ``k`` = 1638 in a 16,384-weight leaf (10.41% frozen)
 and 401 over 6553 in a 65,536-weight one (10.61%).
+
+Scores are never negative, so a threshold of 0 freezes the whole group. That happens
+when fewer than ``k`` of its weights have a positive score once freezing starts
+(weights that got no gradient in the first ``score_history`` updates: embedding rows
+not yet seen, inputs that are always 0). A frozen weight's score only decays, so the
+group then stays frozen, and weights that get gradients later never learn. The
+reference does this too (eq. 5's top-``k`` would freeze ``k`` weights). Such
+parameters want a ``frozen_fraction`` of 0 in their own group (``groups``).
 """
 
 _TOP_K_MAX_SIZE = 256

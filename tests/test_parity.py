@@ -224,3 +224,27 @@ def test_near_ties_freeze_like_reference(x64):
   assert moved.sum() < n - int(0.1 * n)  # the tolerance froze more than k
   tx = core_optax.core(**ours_from_reference(ref_kwargs, len(weights)))
   assert_same_trajectory(run_ours(tx, weights, grads), ref, rtol=1e-9, atol=1e-12)
+
+
+def test_a_group_whose_kth_score_is_zero_freezes_entirely_like_reference(x64):
+  # Scores are never negative (S gains g * D, and D has the sign of g). When fewer than
+  # k = floor(p n) weights of a group have a positive score, the k-th largest is 0, every
+  # score is >= 0.999999 * 0, and the whole group freezes, zero-score weights included; a
+  # frozen weight's score only decays, so the group stays frozen when its other weights
+  # get gradients later (a new task, embedding rows first seen late). The reference does
+  # this (eq. 5's top-k would freeze k weights); so do we, as TIE_TOLERANCE says.
+  n, n_alive, t_hist, late = 40, 2, 5, 10
+  weights = [np.ones(n), np.zeros(3)]  # k = 0 in the second group: it never freezes
+
+  def grad_fn(step, ws):
+    alive = np.arange(n) < (n_alive if step < late else n)
+    return [(ws[0] - 0.2) * alive, ws[1] - 1.0]
+
+  ref_kwargs = dict(score_history=t_hist, frozen=0.1, step_sizes=(1e-6, 0.1))
+  grads, ref = run_reference(weights, grad_fn, 30, **ref_kwargs)
+  steps = np.abs(np.diff(np.stack([weights[0], *(w[0] for w in ref)]), axis=0))
+  assert np.all(steps[:t_hist, :n_alive] > 0)  # they learned before freezing started
+  assert np.all(steps[t_hist:] == 0)  # then nothing of the group moves, not even later
+  assert np.all(np.abs(ref[-1][1] - ref[-2][1]) > 0)  # while the other group learns on
+  tx = core_optax.core(**ours_from_reference(ref_kwargs, len(weights)))
+  assert_same_trajectory(run_ours(tx, weights, grads), ref, rtol=1e-9, atol=1e-12)
