@@ -87,3 +87,41 @@ def test_runner_reruns_a_changed_budget_and_records_every_command(tmp_path, monk
   assert meta["commands"] == ["python -m benchmarks continual --quick",
                               "python -m benchmarks continual --quick --out here"]
   assert meta["cuts"]["permuted-digits"] == "a new budget"
+
+
+@pytest.mark.parametrize("name", sorted(scenarios.SCENARIOS))
+def test_full_mode_is_well_formed_and_at_least_as_long_as_standard(name, monkeypatch):
+  # Without building the full data (1000 structures' Jacobians): the potentials' setup is
+  # captured where it would featurise the picks.
+  captured = {}
+
+  def capture(picks, n_standardise, stages, tests):
+    captured.update(picks=picks, stages=stages, tests=tests)
+    return scenarios.Setup(None, None, None, None, tuple(stages))
+
+  monkeypatch.setattr(scenarios, "_potential_setup", capture)
+  scenario = scenarios.SCENARIOS[name]
+  standard = scenario.setup("standard")
+  full = scenario.setup("full")  # captured last
+  assert len(full.stages) == len(standard.stages) == len(scenario.stage_names)
+  for big, small in zip(full.stages, standard.stages):
+    assert big.n_updates >= small.n_updates and len(big.train) >= len(small.train)
+  if scenario.kind == "potential":
+    picks, tests = captured["picks"], np.concatenate(captured["tests"])
+    assert len(np.unique(picks)) == len(picks)  # no structure twice
+    train = np.unique(np.concatenate([s.train for s in full.stages]))
+    assert np.intersect1d(train, tests).size == 0
+    assert train.max() < len(picks) and tests.max() < len(picks)
+    assert picks.max() < len(scenarios.emt.load().energies)
+  else:
+    n = full.data["x"].shape[0] // len(full.stages)
+    for t, stage in enumerate(full.stages):
+      assert np.all(stage.train // n == t) and len(stage.train) == n - scenarios.N_DIGITS_TEST
+
+
+def test_the_cli_runs_full_mode(monkeypatch, tmp_path):
+  calls = []
+  monkeypatch.setattr(runner, "run", lambda out, scenarios_, mode, n: calls.append((mode, n)))
+  monkeypatch.setattr(report, "build", lambda out: "")
+  cli.main(["continual", "--full", "--out", str(tmp_path)])
+  assert calls == [("full", runner.DEFAULT_SEEDS["full"])]
