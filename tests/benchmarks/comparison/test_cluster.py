@@ -2,6 +2,7 @@
 and Ray equal to a run in this process."""
 
 import argparse
+import contextlib
 import os
 import pathlib
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache as jax_cache
 import numpy as np
 import pytest
 
@@ -128,23 +130,67 @@ def test_report_refuses_two_directories_with_different_results_for_one_configura
 TINY = ["--quick", "--tasks", "SS-csbm", "--seeds", "2"]
 
 
-@pytest.fixture
-def compilation_cache(tmp_path):
-  """A compilation cache for this test (the workers get the driver's), unset afterwards."""
-  jax.config.update("jax_compilation_cache_dir", str(tmp_path / "jax_cache"))
+# The tiny grid that worker processes and Ray tasks must save bit for bit as this process does.
+GRID = ([TASKS["SS-csbm"]], [optimizers.OPTIMIZERS[n] for n in ("Adam", "SF-AdamW")])
+
+
+@contextlib.contextmanager
+def _cache_in(path: pathlib.Path):
+  """Compiled programs go to and come from ``path``, here and in the workers (they get this
+  process's directory), until the end; then JAX's cache settings are as they were."""
+  before = (jax.config.jax_compilation_cache_dir,
+            jax.config.jax_persistent_cache_min_compile_time_secs)
+  jax.config.update("jax_compilation_cache_dir", str(path))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  yield
-  jax.config.update("jax_compilation_cache_dir", None)
+  jax_cache.reset_cache()  # JAX opens its cache once per process: make this one use ``path``
+  try:
+    yield
+  finally:
+    jax.config.update("jax_compilation_cache_dir", before[0])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", before[1])
+    jax_cache.reset_cache()
 
 
-def test_worker_processes_save_what_the_sequential_run_saves_bit_for_bit(tmp_path,
+@pytest.fixture(scope="module")
+def programs(tmp_path_factory):
+  """The compilation cache of this module's runs of GRID."""
+  return tmp_path_factory.mktemp("jax_cache")
+
+
+@pytest.fixture(scope="module")
+def sequential(programs, tmp_path_factory):
+  """What a run of GRID in this process saves (once for the module); it leaves its compiled
+  programs in ``programs`` for the workers."""
+  out = tmp_path_factory.mktemp("here")
+  with _cache_in(programs):
+    runner.run(out, *GRID, "quick", n_seeds=2)
+  return _saved(out)
+
+
+@pytest.fixture
+def compilation_cache(programs):
+  """The sequential run's compilation cache for this test (the workers get it too)."""
+  with _cache_in(programs):
+    yield
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+  """A 2-CPU Ray cluster of this process for the module's Ray tests, started once: its address.
+  Shut down at the end (never ``ray stop``: that would stop a user's own cluster)."""
+  ray = pytest.importorskip("ray", reason="the cluster extra is not installed")
+  ray.init(num_cpus=2, include_dashboard=False)
+  try:
+    yield ray.get_runtime_context().gcs_address
+  finally:
+    ray.shutdown()
+
+
+def test_worker_processes_save_what_the_sequential_run_saves_bit_for_bit(tmp_path, sequential,
                                                                        compilation_cache):
-  # As for Ray below: the sequential run loads the workers' programs from the shared cache.
-  tasks, some = [TASKS["SS-csbm"]], [optimizers.OPTIMIZERS[n] for n in ("Adam", "SF-AdamW")]
-  runner.run(tmp_path / "jobs", tasks, some, "quick", n_seeds=2,
-             execute=cluster.ProcessExecutor(2))
-  runner.run(tmp_path / "here", tasks, some, "quick", n_seeds=2)
-  _assert_same(_saved(tmp_path / "jobs"), _saved(tmp_path / "here"))
+  # As for Ray below: the workers load the sequential run's programs from the shared cache.
+  runner.run(tmp_path / "jobs", *GRID, "quick", n_seeds=2, execute=cluster.ProcessExecutor(2))
+  _assert_same(_saved(tmp_path / "jobs"), sequential)
   assert len(_saved(tmp_path / "jobs")) == 2
 
 
@@ -159,40 +205,36 @@ def test_a_bad_number_of_jobs_is_refused_clearly(argv, message, capsys, tmp_path
   assert not (tmp_path / "raw").exists()
 
 
-def test_ray_tasks_save_what_the_sequential_run_saves_bit_for_bit(tmp_path, compilation_cache):
-  # The sequential run loads the workers' programs from the cache: what is compared is the
+def test_ray_tasks_save_what_the_sequential_run_saves_bit_for_bit(tmp_path, ray_cluster,
+                                                                  sequential, compilation_cache):
+  # The workers load the sequential run's programs from the cache: what is compared is the
   # harness (lookup by name, transfer, saving), not two compilations of one program.
-  ray = pytest.importorskip("ray", reason="the cluster extra is not installed")
-  tasks, some = [TASKS["SS-csbm"]], [optimizers.OPTIMIZERS[n] for n in ("Adam", "SF-AdamW")]
-  ray.init(num_cpus=2, include_dashboard=False)
-  try:
-    runner.run(tmp_path / "ray", tasks, some, "quick", n_seeds=2,
-               execute=cluster.RayExecutor("local"))
-  finally:
-    ray.shutdown()
-  runner.run(tmp_path / "here", tasks, some, "quick", n_seeds=2)
-  _assert_same(_saved(tmp_path / "ray"), _saved(tmp_path / "here"))
+  runner.run(tmp_path / "ray", *GRID, "quick", n_seeds=2,
+             execute=cluster.RayExecutor(ray_cluster))
+  _assert_same(_saved(tmp_path / "ray"), sequential)
   assert len(_saved(tmp_path / "ray")) == 2
 
 
-def test_a_killed_ray_driver_restarted_loses_and_duplicates_nothing(tmp_path):
-  pytest.importorskip("ray", reason="the cluster extra is not installed")
+def test_a_killed_ray_driver_restarted_loses_and_duplicates_nothing(tmp_path, ray_cluster):
   names = ["SGD", "Adam", "Lion"]
   command = [sys.executable, "-m", "benchmarks", "run", *TINY, "--optimizers", *names,
-             "--ray", "local", "--out", str(tmp_path)]
+             "--out", str(tmp_path)]
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
-  driver = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  # The killed driver joins a running cluster (--ray ADDRESS), which outlives it as a real one
+  # would; the rerun starts a cluster of its own (--ray local).
+  driver = subprocess.Popen([*command, "--ray", ray_cluster], cwd=ROOT, env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
   deadline = time.monotonic() + 90
   while not list((tmp_path / "raw").rglob("lr=*[0-9].npz")) and time.monotonic() < deadline:
     time.sleep(0.2)
-  os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray cluster it started
+  os.killpg(driver.pid, signal.SIGKILL)  # the driver (Ray then ends its tasks)
   driver.wait()
   first = {p: p.stat().st_mtime_ns for p in (tmp_path / "raw").rglob("lr=*[0-9].npz")}
   assert 1 <= len(first) < len(names), "the driver was killed before or after the whole run"
 
-  rerun = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=240, check=True)
+  rerun = subprocess.run([*command, "--ray", "local"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=240, check=True)
   assert f"({len(first)} already saved in" in rerun.stdout
   saved = sorted((tmp_path / "raw").rglob("*.npz"))
   assert [p.name for p in saved if "partial" in p.name] == []
