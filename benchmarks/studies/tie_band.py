@@ -33,6 +33,7 @@ import numpy as np
 import optax
 from sklearn.datasets import load_digits
 
+from benchmarks.comparison.continual import freezing
 from benchmarks.studies.selection_passes import loss  # the same ReLU MLP's loss
 import core_optax
 
@@ -87,11 +88,9 @@ def train(config: Config, n_steps: int) -> dict[str, np.ndarray]:
     grads = jax.grad(loss)(params, x[batch], y[batch])
     updates, new_state = tx.update(grads, state, params)
     before, after = state[0], new_state[0]
-    active = before.tau >= config.score_history
+    masks = freezing.frozen_masks(before, after, P_FROZEN, config.score_history)
     frozen, still, zero = [], [], []
-    for column, (scores, update) in enumerate(zip(jax.tree.leaves(before.S),
-                                                  jax.tree.leaves(updates))):
-      mask = active & (scores >= core_optax.TIE_TOLERANCE * after.threshold[0, column])
+    for mask, scores, update in zip(masks, jax.tree.leaves(before.S), jax.tree.leaves(updates)):
       frozen.append(jnp.sum(mask))
       still.append(jnp.sum(update == 0))
       zero.append(jnp.sum(scores == 0))
