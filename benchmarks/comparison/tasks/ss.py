@@ -91,12 +91,6 @@ def split(key: jax.Array, data):
   return {**data, "test": order[:N_TEST], "train": order[N_TEST + N_VAL:]}
 
 
-def full_batch(key: jax.Array, data) -> jax.Array:
-  """One step per epoch, on every training node (the batch itself is unused)."""
-  del key, data
-  return jnp.zeros((1,))
-
-
 def loss(params: optax.Params, data, batch, key: jax.Array) -> jax.Array:
   del batch
   return nll(log_probs(params, data, key), data["labels"], data["train"])
@@ -112,7 +106,7 @@ def evaluate(params: optax.Params, data) -> dict[str, jax.Array]:
 def run(tx: optax.GradientTransformation, seeds: jax.Array, mode: Mode) -> TaskResult:
   metrics = training.train(
       tx, seeds, jax.tree.map(jnp.asarray, graph_arrays()),
-      init=init, batches=full_batch, loss=loss,
+      init=init, batches=training.full_batch, loss=loss,
       evaluate=evaluate, n_epochs=N_EPOCHS[mode], per_seed=split)
   return TaskResult(errors=metrics["nll"], extras={"accuracy": metrics["accuracy"]})
 

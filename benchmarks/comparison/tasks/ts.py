@@ -88,12 +88,6 @@ def mse(params: optax.Params, waves: jax.Array) -> jax.Array:
   return jnp.mean((predict(params, waves[:, :-1]) - waves[:, 1:])**2)
 
 
-def full_batch(key: jax.Array, data) -> jax.Array:
-  """One step per epoch, on every training wave (the batch itself is unused)."""
-  del key, data
-  return jnp.zeros((1,))
-
-
 def loss(params: optax.Params, data, batch, key: jax.Array) -> jax.Array:
   del batch, key
   return mse(params, data["train"])
@@ -109,7 +103,7 @@ def run(tx: optax.GradientTransformation, seeds: jax.Array, mode: Mode) -> TaskR
   with jax.enable_x64(True):
     data = {"train": jnp.asarray(waves[N_TEST:N_TEST + size.n_train]),
             "test": jnp.asarray(waves[:N_TEST])}
-    metrics = training.train(tx, seeds, data, init=init, batches=full_batch, loss=loss,
+    metrics = training.train(tx, seeds, data, init=init, batches=training.full_batch, loss=loss,
                              evaluate=evaluate, n_epochs=size.n_epochs)
   return TaskResult(errors=metrics["mse"].astype(np.float64))
 

@@ -40,6 +40,13 @@ Evaluate = Callable[[optax.Params, Data], dict[str, jax.Array]]
 PerSeed = Callable[[jax.Array, Data], Data]
 
 
+def full_batch(key: jax.Array, data: Data) -> jax.Array:
+  """:data:`Batches` of full-batch tasks: one step per epoch, whose loss reads its data
+  itself (the batch is unused)."""
+  del key, data
+  return jnp.zeros((1,))
+
+
 class _TaskPrograms(NamedTuple):
   """The compiled, seed-vmapped programs of a task that no optimizer enters."""
 
