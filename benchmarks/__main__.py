@@ -102,7 +102,7 @@ def _parser(verb: str | None = None) -> argparse.ArgumentParser:
                                   "learning scenarios; resumes an interrupted run")
   continual_modes = continual.add_mutually_exclusive_group()
   for mode, text in (("quick", "tiny data, quick_lr, a subset of optimizers (default)"),
-                     ("standard", "step-size grid, 10 seeds, cut data (~75 min on 2 cores)"),
+                     ("standard", "step-size grid, 10 seeds, cut data (~90 min on 2 cores)"),
                      ("full", "20 seeds, the paper's sizes")):
     continual_modes.add_argument(f"--{mode}", dest="mode", action="store_const", const=mode,
                                  help=text)

@@ -26,7 +26,7 @@ first two to choose SI's strength, all of them for the results).
 Train/test splits are fixed (the same for all seeds); seeds differ in initial weights
 and batch order. ``t_hist`` is 250 (the paper's value), or the first stage's length if
 that is shorter (quick mode), so that freezing starts with the second stage; the
-stationary potential's segments are longer in standard (500 updates) and full mode, so
+stationary potential's segments are longer in standard and full mode (3750 updates), so
 there freezing starts inside the first and every freezing variant chooses its own step
 size.
 """
