@@ -29,6 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks import run_directory  # noqa: E402
 from benchmarks.comparison import optimizers as optimizers_lib  # noqa: E402
 from benchmarks.comparison import scoring  # noqa: E402
 
@@ -132,11 +133,8 @@ def _load_raw(directory: pathlib.Path, into: dict[str, dict[float, dict[str, np.
     ValueError: when a configuration is already there from another directory with other
       results.
   """
-  for path in sorted(directory.glob("*/lr=*.npz")):
-    if path.name.endswith(".partial.npz"):
-      continue
-    with np.load(path) as saved:
-      arrays = dict(saved)
+  for path in run_directory.saved_files(directory, "*/lr=*.npz"):
+    arrays = run_directory.load(path)
     runs = into.setdefault(path.parent.name, {})
     lr = float(arrays["learning_rate"])
     key = path.relative_to(directory.parent.parent)

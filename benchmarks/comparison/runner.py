@@ -18,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import pathlib
-import sys
 import time
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -29,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from benchmarks import run_directory
 from benchmarks.comparison import optimizers as optimizers_lib
 from benchmarks.comparison import task as task_lib
 
@@ -132,16 +131,13 @@ def train(config: Config, seeds: np.ndarray, mode: task_lib.Mode) -> Trained:
 
 
 def save(out: pathlib.Path, config: Config, seeds: np.ndarray, trained: Trained) -> None:
-  """Writes one configuration atomically (a killed run leaves no half-written file)."""
+  """Writes one configuration (atomically: see :mod:`benchmarks.run_directory`)."""
   path = result_path(out, config.task.name, config.optimizer.name, config.learning_rate)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  partial = path.with_suffix(".partial.npz")
-  np.savez(partial, errors=np.asarray(trained.result.errors), seeds=seeds,
-           learning_rate=config.learning_rate, wall_s=trained.wall_s,
-           compile_s=trained.compile_s,
-           **{f"extra_{name}": np.asarray(value)
-              for name, value in trained.result.extras.items()})
-  os.replace(partial, path)
+  run_directory.save(path, errors=np.asarray(trained.result.errors), seeds=seeds,
+                     learning_rate=config.learning_rate, wall_s=trained.wall_s,
+                     compile_s=trained.compile_s,
+                     **{f"extra_{name}": np.asarray(value)
+                        for name, value in trained.result.extras.items()})
 
 
 def run_sequentially(configs: Sequence[Config], seeds: np.ndarray, mode: task_lib.Mode,
@@ -155,23 +151,8 @@ def _write_metadata(out: pathlib.Path, tasks: Sequence[task_lib.Task],
                     optimizers: Sequence[optimizers_lib.Optimizer], mode: task_lib.Mode,
                     seeds: np.ndarray) -> None:
   """Writes run.json (refusing to mix modes or seeds in one directory) and tasks/*.json."""
-  run_file = out / "run.json"
-  previous = json.loads(run_file.read_text()) if run_file.exists() else None
-  if previous and (previous["mode"] != mode or previous["seeds"] != seeds.tolist()):
-    raise ValueError(f"{out} holds a {previous['mode']} run with seeds {previous['seeds']}; "
-                     f"choose another --out for a {mode} run with seeds {seeds.tolist()}.")
-
-  def union(key: str, items) -> list[str]:
-    """Names from earlier runs into this directory, then this run's, in order."""
-    return list(dict.fromkeys([*(previous or {}).get(key, []), *(item.name for item in items)]))
-
-  command = "python -m benchmarks " + " ".join(sys.argv[1:])
-  run_file.parent.mkdir(parents=True, exist_ok=True)
-  run_file.write_text(json.dumps({
-      "mode": mode, "seeds": seeds.tolist(), "tasks": union("tasks", tasks),
-      "optimizers": union("optimizers", optimizers),
-      "commands": list(dict.fromkeys([*(previous or {}).get("commands", []), command])),
-  }, indent=2))
+  run_directory.write_run_json(out, mode=mode, seeds=seeds, names={
+      "tasks": [t.name for t in tasks], "optimizers": [o.name for o in optimizers]})
   for task in tasks:
     meta = out / "tasks" / f"{task.name}.json"
     meta.parent.mkdir(parents=True, exist_ok=True)

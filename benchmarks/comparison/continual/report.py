@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks import run_directory  # noqa: E402
 from benchmarks.comparison.continual import metrics  # noqa: E402
 from benchmarks.comparison.continual import runner  # noqa: E402
 from benchmarks.comparison.continual import scenarios as scenarios_lib  # noqa: E402
@@ -27,11 +28,8 @@ from benchmarks.comparison.continual import scenarios as scenarios_lib  # noqa: 
 def _load(directory: pathlib.Path) -> dict[str, dict[str, np.ndarray]]:
   """``{optimizer: saved arrays}`` of one scenario, in the scenario's optimizer order."""
   found = {}
-  for path in directory.glob("*.npz"):
-    if path.name.endswith(".partial.npz"):
-      continue
-    with np.load(path) as saved:
-      arrays = dict(saved)
+  for path in run_directory.saved_files(directory, "*.npz"):
+    arrays = run_directory.load(path)
     found[str(arrays["name"])] = arrays
   order = list(scenarios_lib.SCENARIOS[directory.name].optimizers)
   return {name: found[name] for name in sorted(found, key=order.index)}
@@ -239,7 +237,7 @@ def build(out: pathlib.Path, to: pathlib.Path | None = None) -> str:
           f"{len(meta['seeds'])} seeds)\n",
           "Commands (each resumed the directory, rerunning what its budget changed): "
           + ", then ".join(f"`{c}`" for c in meta["commands"]) + "\n"
-          if len(meta.get("commands", [])) > 1 else f"Command: `{meta['command']}`\n"]
+          if len(meta["commands"]) > 1 else f"Command: `{meta['commands'][0]}`\n"]
   numbers = {}
   for name in meta["scenarios"]:
     scenario = scenarios_lib.SCENARIOS[name]

@@ -22,22 +22,21 @@ Layout of an output directory::
 
 A rerun with the same directory skips every file already saved with the same seeds and
 number of evaluations (so a changed budget reruns what it changes), and records its command
-after the earlier ones in ``run.json``; the cuts of the scenarios it runs replace theirs.
+after the earlier ones in ``run.json``; the cuts of the scenarios it runs replace theirs
+(:mod:`benchmarks.run_directory` saves the files and merges ``run.json``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import pathlib
-import sys
 import time
 from typing import Sequence
 
 import jax
 import numpy as np
 
+from benchmarks import run_directory
 from benchmarks.comparison.continual import optimizers as optimizers_lib
 from benchmarks.comparison.continual import scenarios as scenarios_lib
 from benchmarks.comparison.continual import training
@@ -71,19 +70,6 @@ def _is_done(path: pathlib.Path, seeds: np.ndarray, n_evals: int) -> bool:
     return np.array_equal(saved["seeds"], seeds) and saved[metric].shape[1] == n_evals
 
 
-def _save(path: pathlib.Path, **arrays) -> None:
-  """Writes one file atomically (a killed run leaves no half-written file)."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  partial = path.with_suffix(".partial.npz")
-  np.savez(partial, **{k: np.asarray(v) for k, v in arrays.items()})
-  os.replace(partial, path)
-
-
-def _load(path: pathlib.Path) -> dict[str, np.ndarray]:
-  with np.load(path) as saved:
-    return dict(saved)
-
-
 def _final_error(scenario: scenarios_lib.Scenario, saved: dict[str, np.ndarray],
                  n_tests: int) -> float:
   """Mean over seeds of the last evaluation's error, averaged over the first test sets."""
@@ -109,31 +95,18 @@ def _train_and_save(path, scenario, optimizer, learning_rate, context, seeds, mo
     records = {} if frozen is None else {"frozen": trained.frozen,
                                          "persisting": trained.persisting,
                                          "reference": trained.reference}
-    _save(path, seeds=seeds, learning_rate=learning_rate, wall_s=wall_s,
+    run_directory.save(path, seeds=seeds, learning_rate=learning_rate, wall_s=wall_s,
           **{f"metric_{k}": v for k, v in trained.metrics.items()}, **records, **extra)
     print(f"  {'/'.join(path.parts[-3:])}: {wall_s:.0f} s", flush=True)
-  return _load(path)
+  return run_directory.load(path)
 
 
 def _write_metadata(out: pathlib.Path, scenarios: Sequence[scenarios_lib.Scenario],
                     mode: Mode, seeds: np.ndarray) -> None:
-  run_file = out / "run.json"
-  previous = json.loads(run_file.read_text()) if run_file.exists() else None
-  if previous and (previous.get("kind") != KIND or previous["mode"] != mode
-                   or previous["seeds"] != seeds.tolist()):
-    raise ValueError(f"{out} holds a {previous.get('kind', 'comparison')} {previous['mode']} "
-                     f"run with seeds {previous['seeds']}; choose another --out.")
-  names = list(dict.fromkeys([*(previous or {}).get("scenarios", []),
-                              *(s.name for s in scenarios)]))
-  command = "python -m benchmarks " + " ".join(sys.argv[1:])
-  commands = (previous or {}).get("commands", [(previous or {}).get("command", command)])
-  out.mkdir(parents=True, exist_ok=True)
-  run_file.write_text(json.dumps({
-      "kind": KIND, "mode": mode, "seeds": seeds.tolist(), "scenarios": names,
-      "command": command,
-      "commands": commands + [command] * (commands[-1] != command),
-      "cuts": (previous or {}).get("cuts", {}) | {s.name: s.cuts[mode] for s in scenarios},
-  }, indent=2))
+  """Writes run.json: the scenarios' names and cuts (this run's replace earlier ones)."""
+  run_directory.write_run_json(out, mode=mode, seeds=seeds, kind=KIND,
+                               names={"scenarios": [s.name for s in scenarios]},
+                               merged={"cuts": {s.name: s.cuts[mode] for s in scenarios}})
 
 
 def optimizers_of(scenario: scenarios_lib.Scenario,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks import __main__ as cli
+from benchmarks import run_directory
 from benchmarks.comparison.continual import optimizers as optimizers_lib
 from benchmarks.comparison.continual import report
 from benchmarks.comparison.continual import runner
@@ -73,7 +74,7 @@ def test_runner_refuses_a_directory_of_another_mode(tmp_path):
 
 def test_runner_reruns_a_changed_budget_and_records_every_command(tmp_path, monkeypatch):
   path = tmp_path / "raw" / "x.npz"
-  runner._save(path, seeds=np.arange(2), metric_accuracy=np.zeros((2, 5, 1)))
+  run_directory.save(path, seeds=np.arange(2), metric_accuracy=np.zeros((2, 5, 1)))
   assert runner._is_done(path, np.arange(2), 5)
   assert not runner._is_done(path, np.arange(2), 10)  # more epochs: rerun
   assert not runner._is_done(path, np.arange(3), 5)
