@@ -6,9 +6,11 @@ The accuracy comparison (benchmarks/comparison):
                            [--ray ADDRESS [--cpus-per-task C] [--gpus-per-task G]]
   python -m benchmarks report DIR [DIR ...] [--to REPORT_DIR]
 
-Continual learning, does CoRe's freezing help? (benchmarks/comparison/continual):
+Continual learning, does CoRe's freezing help? (benchmarks/continual):
   python -m benchmarks continual [--quick|--standard|--full] [--seeds N] [--out DIR]
   (`report DIR` rebuilds its report too)
+  python -m benchmarks continual-floor [--mode standard] [--epochs 2000] [--seeds 3]
+      [--lr 1e-2] [--optimizers adam core]
 
 The studies (benchmarks/studies, one module each):
   python -m benchmarks step-speed [--quick] [--out FILE] [--torch-device cpu|cuda]
@@ -111,6 +113,14 @@ def _parser(verb: str | None = None) -> argparse.ArgumentParser:
   continual.add_argument("--out", type=pathlib.Path, help="output directory (default "
                          "benchmarks/runs/continual_<mode>)")
 
+  floor = commands.add_parser("continual-floor", help="what the stationary scenario's potential "
+                              "reaches trained much longer, with a decaying step size",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  if verb == "continual-floor":
+    from benchmarks.continual import floor as floor_lib
+    floor.description = floor_lib.__doc__
+    floor_lib.add_arguments(floor)
+
   report = commands.add_parser("report", help="rebuild tables and figures of run directories")
   report.add_argument("dirs", type=pathlib.Path, nargs="+", help="run directories of one mode "
                       "and seeds, reported together (shards of one run merge)")
@@ -129,7 +139,7 @@ def _parser(verb: str | None = None) -> argparse.ArgumentParser:
 
 def _is_continual(dirs: list[pathlib.Path]) -> bool:
   """Whether ``dirs`` is one run of ``continual`` (its run.json says so)."""
-  from benchmarks.comparison.continual import runner as continual_runner
+  from benchmarks.continual import runner as continual_runner
   kinds = [json.loads((d / "run.json").read_text()).get("kind") if (d / "run.json").exists()
            else None for d in dirs]
   if continual_runner.KIND in kinds and len(dirs) > 1:
@@ -138,14 +148,14 @@ def _is_continual(dirs: list[pathlib.Path]) -> bool:
 
 
 def _continual(args: argparse.Namespace) -> None:
-  from benchmarks.comparison.continual import runner as continual_runner
-  from benchmarks.comparison.continual.scenarios import SCENARIOS
+  from benchmarks.continual import runner as continual_runner
+  from benchmarks.continual.scenarios import SCENARIOS
   mode = args.mode or "quick"
   out = args.out or RUNS / f"continual_{mode}"
   start = time.perf_counter()
   continual_runner.run(out, list(SCENARIOS.values()), mode,
                        args.seeds or continual_runner.DEFAULT_SEEDS[mode])
-  from benchmarks.comparison.continual import report as continual_report  # matplotlib
+  from benchmarks.continual import report as continual_report  # matplotlib
   print(continual_report.build(out))
   print(f"Wall time {time.perf_counter() - start:.0f} s. Tables and figures in {out / 'report'}.")
 
@@ -171,8 +181,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Wall time {time.perf_counter() - start:.0f} s. Tables and figures in {out / 'report'}.")
   elif args.command == "continual":
     _continual(args)
+  elif args.command == "continual-floor":
+    from benchmarks.continual import floor as floor_lib
+    floor_lib.main(args)
   elif args.command == "report" and _is_continual(args.dirs):
-    from benchmarks.comparison.continual import report as continual_report
+    from benchmarks.continual import report as continual_report
     print(continual_report.build(args.dirs[0], args.to))
   elif args.command == "report":
     print(report_lib.build(args.dirs, args.to))

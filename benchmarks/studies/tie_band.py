@@ -33,7 +33,7 @@ import numpy as np
 import optax
 from sklearn.datasets import load_digits
 
-from benchmarks.comparison.continual import freezing
+from benchmarks.continual import freezing
 from benchmarks.studies.selection_passes import loss  # the same ReLU MLP's loss
 import core_optax
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.comparison.continual import freezing
+from benchmarks.continual import freezing
 
 Data = Any
 Init = Callable[[jax.Array], optax.Params]

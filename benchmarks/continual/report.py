@@ -20,9 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import run_directory  # noqa: E402
-from benchmarks.comparison.continual import metrics  # noqa: E402
-from benchmarks.comparison.continual import runner  # noqa: E402
-from benchmarks.comparison.continual import scenarios as scenarios_lib  # noqa: E402
+from benchmarks.continual import metrics  # noqa: E402
+from benchmarks.continual import runner  # noqa: E402
+from benchmarks.continual import scenarios as scenarios_lib  # noqa: E402
 
 
 def _load(directory: pathlib.Path) -> dict[str, dict[str, np.ndarray]]:

@@ -37,10 +37,10 @@ import jax
 import numpy as np
 
 from benchmarks import run_directory
-from benchmarks.comparison.continual import optimizers as optimizers_lib
-from benchmarks.comparison.continual import scenarios as scenarios_lib
-from benchmarks.comparison.continual import training
 from benchmarks.comparison.task import Mode
+from benchmarks.continual import optimizers as optimizers_lib
+from benchmarks.continual import scenarios as scenarios_lib
+from benchmarks.continual import training
 
 KIND = "continual"
 """``run.json``'s ``kind``: how ``python -m benchmarks report`` recognises these runs."""

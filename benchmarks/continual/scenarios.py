@@ -43,13 +43,13 @@ import numpy as np
 import sklearn.datasets
 import sklearn.model_selection
 
-from benchmarks.comparison.continual import optimizers as optimizers_lib
-from benchmarks.comparison.continual import training
 from benchmarks.comparison.data import emt
 from benchmarks.comparison.task import Mode
 from benchmarks.comparison.tasks import mlp
 from benchmarks.comparison.tasks.common.layers import init_linear
 from benchmarks.comparison.tasks.common.layers import linear
+from benchmarks.continual import optimizers as optimizers_lib
+from benchmarks.continual import training
 
 SCORE_HISTORY = 250  # the paper's t_hist (section 4.4)
 BATCH_FRACTION = 0.1  # of the training data per update, as the lMLP and MLP-EMT

@@ -6,8 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from benchmarks.comparison.continual import baselines
-from benchmarks.comparison.continual import freezing
+from benchmarks.continual import baselines
+from benchmarks.continual import freezing
 import core_optax
 
 

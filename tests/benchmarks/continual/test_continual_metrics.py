@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from benchmarks.comparison.continual import metrics
+from benchmarks.continual import metrics
 
 
 def _matrix():

@@ -7,11 +7,11 @@ import pytest
 
 from benchmarks import __main__ as cli
 from benchmarks import run_directory
-from benchmarks.comparison.continual import optimizers as optimizers_lib
-from benchmarks.comparison.continual import report
-from benchmarks.comparison.continual import runner
-from benchmarks.comparison.continual import scenarios
-from benchmarks.comparison.continual import training
+from benchmarks.continual import optimizers as optimizers_lib
+from benchmarks.continual import report
+from benchmarks.continual import runner
+from benchmarks.continual import scenarios
+from benchmarks.continual import training
 
 
 def test_growing_potential_trains_on_all_seen_data_and_records_its_frozen_sets():

@@ -17,8 +17,8 @@ from typing import Callable, Mapping
 import optax
 
 from benchmarks.comparison import transforms
-from benchmarks.comparison.continual import baselines
-from benchmarks.comparison.continual import freezing
+from benchmarks.continual import baselines
+from benchmarks.continual import freezing
 import core_optax
 
 ETA_MINUS_SMOOTH = 0.55  # The paper's smoother variant (section 4.4), with p_frozen = 0.025.

@@ -8,8 +8,8 @@ structures), for much longer with a step size that decays: Adam with a cosine de
 for comparison. It prints the test errors at a few epochs (where the curve flattens) and
 at each seed's best epoch.
 
-  python -m benchmarks.comparison.continual.floor [--mode standard] [--epochs 2000]
-      [--seeds 3] [--lr 1e-2] [--optimizers adam core]
+  python -m benchmarks continual-floor [--mode standard] [--epochs 2000] [--seeds 3]
+      [--lr 1e-2] [--optimizers adam core]
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import jax
 import numpy as np
 import optax
 
-from benchmarks.comparison.continual import scenarios
-from benchmarks.comparison.continual import training
+from benchmarks.continual import scenarios
+from benchmarks.continual import training
 import core_optax
 
 
@@ -77,23 +77,21 @@ def table(results: dict[str, dict], n_epochs: int) -> str:
   return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  """The options of ``python -m benchmarks continual-floor``."""
   parser.add_argument("--mode", default="standard", choices=["quick", "standard", "full"],
                       help="whose structures and split (default standard)")
   parser.add_argument("--epochs", type=int, default=2000)
   parser.add_argument("--seeds", type=int, default=3)
   parser.add_argument("--lr", type=float, default=1e-2, help="Adam's initial step size")
   parser.add_argument("--optimizers", nargs="+", choices=list(NAMES), default=list(NAMES))
-  args = parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> None:
+  """Trains and prints the table (``python -m benchmarks continual-floor``)."""
   n, _ = scenarios._STATIONARY[args.mode]
   print(f"Stationary potential data of {args.mode} mode ({n} structures, "
         f"{n - n // scenarios.TEST_EVERY} training), {args.epochs} epochs of 10 updates, "
         f"{args.seeds} seeds; {jax.devices()[0].platform}.\n")
   print(table(train(args.mode, args.epochs, args.seeds, args.lr, tuple(args.optimizers)),
               args.epochs))
-
-
-if __name__ == "__main__":
-  main()
