@@ -144,33 +144,14 @@ def _split(n: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
 
 @functools.cache
 def _potential_data(picks: tuple[int, ...], n_standardise: int) -> dict[str, np.ndarray]:
-  """Standardised symmetry functions, their Jacobians and labels of the picked structures.
+  """MLP-EMT's features, Jacobians and labels of the picked structures (:func:`mlp.featurise`).
 
   The features are standardised on the training structures among the first
   ``n_standardise`` picks; the per-element reference energies are fitted to all.
   """
-  data = emt.load()
-  pick = np.asarray(picks)
-  positions = jnp.asarray(data.positions[pick], jnp.float32)
-  species = jnp.asarray(data.species[pick])
-  raw = jax.jit(jax.vmap(mlp.symmetry_functions))(positions, species)
-  jac = jax.jit(jax.vmap(mlp.symmetry_function_jacobian))
-  chunk = 50  # one compiled shape: the last chunk is padded by repeating structures
-  padded = np.resize(np.arange(len(pick)), -(-len(pick) // chunk) * chunk)
-  jacobian = jnp.concatenate([jac(positions[padded[i:i + chunk]], species[padded[i:i + chunk]])
-                              for i in range(0, len(padded), chunk)])[:len(pick)]
   first, _ = _split(n_standardise, 0)
-  reference_features = raw[first].reshape(-1, mlp.N_FEATURES)
-  shift, scale = reference_features.mean(0), reference_features.std(0) + 1e-6
-  counts = np.stack([(data.species[pick] == e).sum(1) for e in range(mlp.N_ELEMENTS)], 1)
-  reference, *_ = np.linalg.lstsq(counts, data.energies[pick], rcond=None)
-  return {
-      "features": np.asarray((raw - shift) / scale),
-      "jacobian": np.asarray(jacobian / scale[None, None, :, None, None]),
-      "species": np.asarray(species),
-      "energies": (data.energies[pick] - counts @ reference).astype(np.float32),
-      "forces": data.forces[pick].astype(np.float32),
-  }
+  data = mlp.featurise(np.asarray(picks), first)
+  return {k: v for k, v in data.items() if k not in ("shift", "scale")}
 
 
 def _structure_errors(params, data, structures):

@@ -210,34 +210,47 @@ def energy_and_forces(params: optax.Params, features: jax.Array, jacobian: jax.A
   return energies, -forces.reshape(*structures, n_atoms, 3)
 
 
-@functools.cache
-def prepared(n_structures: int) -> dict[str, np.ndarray]:
-  """Scaled features, their Jacobians and labels of the first structures.
+def featurise(picks: np.ndarray, reference: np.ndarray) -> dict[str, np.ndarray]:
+  """Scaled symmetry functions, their Jacobians and labels of the EMT structures ``picks``.
 
-  Structures are taken evenly from all eight MD runs. Features are shifted and
-  scaled to zero mean and unit variance over all atoms; energies are given
-  relative to a per-element reference fitted by least squares.
+  Features are shifted and scaled to zero mean and unit variance over the atoms of the
+  reference structures ``picks[reference]`` (all of them for MLP-EMT, the training
+  structures of the first stage for the continual potentials); energies are given relative
+  to a per-element reference energy fitted by least squares to all picked structures.
+
+  Args:
+    picks: indices of structures in :func:`benchmarks.comparison.data.emt.load`'s data.
+    reference: positions in ``picks`` of the structures that set the scaling.
   """
   data = emt.load()
-  pick = np.linspace(0, len(data.energies) - 1, n_structures).round().astype(int)
-  positions = jnp.asarray(data.positions[pick], jnp.float32)
-  species = jnp.asarray(data.species[pick])
+  picks = np.asarray(picks)
+  positions = jnp.asarray(data.positions[picks], jnp.float32)
+  species = jnp.asarray(data.species[picks])
   raw = jax.jit(jax.vmap(symmetry_functions))(positions, species)
   jac = jax.jit(jax.vmap(symmetry_function_jacobian))
-  jacobian = jnp.concatenate([jac(positions[i:i + 50], species[i:i + 50])
-                              for i in range(0, n_structures, 50)])
-  shift = raw.reshape(-1, N_FEATURES).mean(0)
-  scale = raw.reshape(-1, N_FEATURES).std(0) + 1e-6
-  counts = np.stack([(data.species[pick] == e).sum(1) for e in range(N_ELEMENTS)], 1)
-  reference, *_ = np.linalg.lstsq(counts, data.energies[pick], rcond=None)
+  chunk = 50  # one compiled shape: the last chunk is padded by repeating structures
+  padded = np.resize(np.arange(len(picks)), -(-len(picks) // chunk) * chunk)
+  jacobian = jnp.concatenate([jac(positions[padded[i:i + chunk]], species[padded[i:i + chunk]])
+                              for i in range(0, len(padded), chunk)])[:len(picks)]
+  reference_features = raw[np.asarray(reference)].reshape(-1, N_FEATURES)
+  shift, scale = reference_features.mean(0), reference_features.std(0) + 1e-6
+  counts = np.stack([(data.species[picks] == e).sum(1) for e in range(N_ELEMENTS)], 1)
+  energy_reference, *_ = np.linalg.lstsq(counts, data.energies[picks], rcond=None)
   return {
       "features": np.asarray((raw - shift) / scale),
       "jacobian": np.asarray(jacobian / scale[None, None, :, None, None]),
       "species": np.asarray(species),
-      "energies": (data.energies[pick] - counts @ reference).astype(np.float32),
-      "forces": data.forces[pick].astype(np.float32),
+      "energies": (data.energies[picks] - counts @ energy_reference).astype(np.float32),
+      "forces": data.forces[picks].astype(np.float32),
       "shift": np.asarray(shift), "scale": np.asarray(scale),
   }
+
+
+@functools.cache
+def prepared(n_structures: int) -> dict[str, np.ndarray]:
+  """:func:`featurise` of ``n_structures`` taken evenly from all eight MD runs, scaled over all."""
+  pick = np.linspace(0, len(emt.load().energies) - 1, n_structures).round().astype(int)
+  return featurise(pick, np.arange(n_structures))
 
 
 def errors(params: optax.Params, data, structures: jax.Array) -> dict[str, jax.Array]:
@@ -303,4 +316,6 @@ TASK = Task(
                 "updates, as the paper's 2000 epochs of one 10% fit); EMT Cu-Au "
                 "clusters instead of the paper's DFT data",
     },
+    # 10 mini-batches of 10% of the training structures per epoch.
+    n_steps={mode: size.n_epochs * round(1 / BATCH_FRACTION) for mode, size in SIZES.items()},
 )
