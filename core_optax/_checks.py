@@ -93,24 +93,27 @@ def check_bool(name: str, value: Any) -> None:
     raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}.")
 
 
-def check_float_leaves(name: str, tree: Any) -> None:
+def check_float_leaves(name: str, tree: Any, *, abstract: bool = False) -> None:
   """Raises a TypeError naming the first leaf that is not a float or complex array.
 
   CoRe's state and arithmetic are floating-point; integer, boolean (and
   ``float0``) leaves are rejected rather than silently skipped: mask them out,
   e.g. with ``optax.masked`` or ``optax.multi_transform`` and ``optax.set_to_zero``.
-  Python numbers are rejected too: leaves must be (JAX or NumPy) arrays.
+  Python numbers are rejected too: leaves must be (JAX or NumPy) arrays. With
+  ``abstract``, ``jax.ShapeDtypeStruct`` leaves are arrays too: ``init`` needs
+  only shapes and dtypes (flax NNX and orbax build abstract states this way).
   """
+  arrays = (jax.Array, np.ndarray, np.generic) + ((jax.ShapeDtypeStruct,) if abstract else ())
   try:
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
   except ValueError as error:  # e.g. dict keys of mixed types, which cannot be sorted
     raise ValueError(f"{name} is not a valid pytree: {error}") from error
   for path, leaf in leaves:
     where = f"{name}{jax.tree_util.keystr(path)}"
-    if not isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
+    if not isinstance(leaf, arrays):
       raise TypeError(
           f"{where} is {type(leaf).__name__}, not an array; leaves must be (JAX or NumPy) "
-          "arrays of floats or complex numbers."
+          f"arrays{' or jax.ShapeDtypeStructs' if abstract else ''} of floats or complex numbers."
       )
     if not jnp.issubdtype(leaf.dtype, jnp.inexact):
       raise TypeError(

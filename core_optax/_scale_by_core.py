@@ -165,7 +165,7 @@ def scale_by_core(
   scores_on = score_history is not None
 
   def init_fn(params: optax.Params) -> ScaleByCoreState:
-    _checks.check_float_leaves("params", params)
+    _checks.check_float_leaves("params", params, abstract=True)
     partition = grouping(params)
     partition.per_group("frozen_fraction", frozen_fraction)
 

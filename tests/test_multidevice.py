@@ -22,12 +22,16 @@ TIMEOUT_S = 150
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def run_case(name: str) -> str:
-  """Runs ``case_<name>`` below on 8 devices in a subprocess; returns its stdout."""
+def run_case(name: str, script: str = __file__) -> str:
+  """Runs ``case_<name>`` of ``script`` (this file, below) on 8 devices in a subprocess.
+
+  ``script`` runs its case when called as ``python script name``, as this file does.
+  Returns the case's stdout.
+  """
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}",
              JAX_PLATFORMS="cpu")
   try:
-    proc = subprocess.run([sys.executable, __file__, name], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, script, name], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=TIMEOUT_S)
   except subprocess.TimeoutExpired as e:
     pytest.fail(f"case {name!r} hung for {TIMEOUT_S} s on {DEVICES} devices; last output:\n"
