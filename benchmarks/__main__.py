@@ -1,7 +1,8 @@
 """Command line: ``python -m benchmarks <verb> ...``, one verb per job.
 
 The accuracy comparison (benchmarks/comparison):
-  python -m benchmarks run [--quick|--standard|--full] [--tasks ...] [--optimizers ...]
+  python -m benchmarks run [--track paper|modern] [--quick|--standard|--full] [--tasks ...]
+                           [--optimizers ...]
                            [--seeds N] [--out DIR] [--list] [--shard I/N]
                            [--ray ADDRESS [--cpus-per-task C] [--gpus-per-task G]]
   python -m benchmarks report DIR [DIR ...] [--to REPORT_DIR]
@@ -43,7 +44,9 @@ from benchmarks.comparison import cluster
 from benchmarks.comparison import optimizers as optimizers_lib
 from benchmarks.comparison import report as report_lib
 from benchmarks.comparison import runner
+from benchmarks.comparison.modern import optimizers as modern_optimizers
 from benchmarks.comparison.tasks import TASKS
+from benchmarks.comparison.tasks import TRACKS
 
 RUNS = pathlib.Path(__file__).parent / "runs"
 
@@ -91,9 +94,13 @@ def _parser(verb: str | None = None) -> argparse.ArgumentParser:
                      ("full", "the paper's protocol (days on one machine: see --list, "
                       "--shard, --ray)")):
     modes.add_argument(f"--{mode}", dest="mode", action="store_const", const=mode, help=text)
-  run.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
-  run.add_argument("--optimizers", nargs="+", choices=list(optimizers_lib.OPTIMIZERS),
-                   default=list(optimizers_lib.OPTIMIZERS))
+  run.add_argument("--track", choices=list(TRACKS), default="paper",
+                   help="paper: the paper's tasks and optimizers, scored by accuracy (default); "
+                   "modern: transformers and today's optimizers, scored by time to target")
+  run.add_argument("--tasks", nargs="+", choices=list(TASKS), help="default: the track's")
+  run.add_argument("--optimizers", nargs="+",
+                   choices=[*optimizers_lib.OPTIMIZERS, *modern_optimizers.OPTIMIZERS],
+                   help="default: the track's")
   run.add_argument("--seeds", type=int, help="seeds per configuration (quick 3, standard 5, "
                    "full 20)")
   run.add_argument("--out", type=pathlib.Path, help="output directory (default "
@@ -160,6 +167,17 @@ def _continual(args: argparse.Namespace) -> None:
   print(f"Wall time {time.perf_counter() - start:.0f} s. Tables and figures in {out / 'report'}.")
 
 
+def _report(dirs: list[pathlib.Path], to: pathlib.Path | None = None) -> str:
+  """Reports runs of the comparison: the modern track's scoring for runs of its optimizers."""
+  names = set()
+  for d in dirs:
+    names.update(json.loads((d / "run.json").read_text())["optimizers"])
+  if names and names <= set(modern_optimizers.OPTIMIZERS):
+    from benchmarks.comparison.modern import report as modern_report  # matplotlib
+    return modern_report.build(dirs, to)
+  return report_lib.build(dirs, to)
+
+
 def main(argv: list[str] | None = None) -> None:
   argv = sys.argv[1:] if argv is None else argv
   args = _parser(argv[0] if argv else None).parse_args(argv)
@@ -167,17 +185,19 @@ def main(argv: list[str] | None = None) -> None:
     _enable_compilation_cache()
   if args.command == "run":
     mode = args.mode or "quick"
-    tasks = [TASKS[t] for t in args.tasks]
-    optimizers = [optimizers_lib.OPTIMIZERS[o] for o in args.optimizers]
+    registry = (modern_optimizers if args.track == "modern" else optimizers_lib).OPTIMIZERS
+    tasks = [TASKS[t] for t in args.tasks or TRACKS[args.track]]
+    optimizers = [{**optimizers_lib.OPTIMIZERS, **modern_optimizers.OPTIMIZERS}[o]
+                  for o in args.optimizers or registry]
     if args.list:
       print("\n".join(c.id for c in runner.shard(runner.plan(tasks, optimizers, mode),
                                                  *args.shard)))
       return
-    out = args.out or RUNS / mode
+    out = args.out or RUNS / (mode if args.track == "paper" else f"{args.track}_{mode}")
     start = time.perf_counter()
     runner.run(out, tasks, optimizers, mode, args.seeds or runner.DEFAULT_SEEDS[mode],
                shard_of=args.shard, execute=cluster.executor(args))
-    print(report_lib.build([out]))
+    print(_report([out]))
     print(f"Wall time {time.perf_counter() - start:.0f} s. Tables and figures in {out / 'report'}.")
   elif args.command == "continual":
     _continual(args)
@@ -188,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks.continual import report as continual_report
     print(continual_report.build(args.dirs[0], args.to))
   elif args.command == "report":
-    print(report_lib.build(args.dirs, args.to))
+    print(_report(args.dirs, args.to))
   else:
     _study(args.command).main(args)
 

@@ -102,11 +102,13 @@ def _train_in_worker(task: str, optimizer: str, learning_rate: float, seeds: np.
   """What a worker runs: one configuration, looked up by name in the registries."""
   # pylint: disable=import-outside-toplevel
   from benchmarks.comparison import optimizers as optimizers_lib
+  from benchmarks.comparison.modern import optimizers as modern_optimizers
   from benchmarks.comparison.tasks import TASKS
   if cache_dir:
     jax.config.update("jax_compilation_cache_dir", cache_dir)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  config = runner.Config(TASKS[task], optimizers_lib.OPTIMIZERS[optimizer], learning_rate)
+  registry = {**optimizers_lib.OPTIMIZERS, **modern_optimizers.OPTIMIZERS}  # distinct names
+  config = runner.Config(TASKS[task], registry[optimizer], learning_rate)
   return runner.train(config, seeds, mode)
 
 

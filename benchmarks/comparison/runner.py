@@ -124,8 +124,8 @@ def train(config: Config, seeds: np.ndarray, mode: task_lib.Mode) -> Trained:
   """Trains one configuration's seeds and times it."""
   with _compile_seconds() as compile_s:
     start = time.perf_counter()
-    result = config.task.run(config.optimizer.build(config.learning_rate), jnp.asarray(seeds),
-                             mode)
+    tx = task_lib.for_run(config.optimizer.build(config.learning_rate), config.task, mode)
+    result = config.task.run(tx, jnp.asarray(seeds), mode)
     wall_s = time.perf_counter() - start
   return Trained(result, wall_s, compile_s[0])
 

@@ -79,6 +79,8 @@ class Task:
       protocol (epochs, data); written next to the results table.
     failure_error: the error that replaces failed (non-finite) runs, or ``None``
       to take the worst finite error of the task.
+    n_steps: per mode, the optimizer steps each seed takes, for optimizers whose schedule
+      spans the run (a :class:`Scheduled` one); ``None`` where the task does not say.
   """
 
   name: str
@@ -87,3 +89,29 @@ class Task:
   run: Callable[[optax.GradientTransformation, jax.Array, Mode], TaskResult]
   cuts: Mapping[Mode, str]
   failure_error: float | None = None
+  n_steps: Mapping[Mode, int] | None = None
+
+
+class Scheduled(NamedTuple):
+  """An optimizer whose schedule spans the run (warm-up and cosine decay, for example).
+
+  Attributes:
+    build: ``build(n_steps)`` returns the transformation for a run of ``n_steps`` steps.
+  """
+
+  build: Callable[[int], Any]
+
+
+def for_run(tx: Any, task: Task, mode: Mode) -> Any:
+  """The transformation ``tx`` trains ``task`` with in ``mode``: a :class:`Scheduled` one
+  built for the task's number of steps, any other as it is.
+
+  Raises:
+    ValueError: ``tx`` is scheduled and the task does not give its number of steps.
+  """
+  if not isinstance(tx, Scheduled):
+    return tx
+  if task.n_steps is None:
+    raise ValueError(f"{task.name} does not give its number of steps (Task.n_steps), which a "
+                     "scheduled optimizer needs.")
+  return tx.build(task.n_steps[mode])

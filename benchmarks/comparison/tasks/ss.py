@@ -121,4 +121,5 @@ TASK = Task(
         "standard": "Cora replaced by a Cora-shaped CSBM graph",
         "full": "Cora replaced by a Cora-shaped CSBM graph",
     },
+    n_steps=dict(N_EPOCHS),  # one full-batch step per epoch.
 )
