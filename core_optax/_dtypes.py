@@ -26,6 +26,29 @@ def state_dtype(dtype: jax.typing.DTypeLike) -> jnp.dtype:
   return jnp.promote_types(dtype, jnp.float32)
 
 
+def canonical_state_dtype(state_dtype: jax.typing.DTypeLike | None) -> jnp.dtype | None:
+  """The ``state_dtype`` option, checked and canonicalised as optax does ``mu_dtype``.
+
+  ``None`` stays ``None``. Without ``jax_enable_x64`` float64 is float32, as it is
+  for every JAX array.
+
+  Raises:
+    TypeError: if ``state_dtype`` is not a dtype.
+    ValueError: if it is not a real floating dtype (``g`` and ``s`` of real leaves
+      are real numbers).
+  """
+  if state_dtype is None:
+    return None
+  allowed = "a real floating dtype such as jnp.bfloat16 or jnp.float32, or None"
+  try:
+    dtype = jnp.dtype(state_dtype)
+  except TypeError as error:
+    raise TypeError(f"state_dtype must be {allowed}, got {state_dtype!r}.") from error
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise ValueError(f"state_dtype must be {allowed}, got {dtype} ({state_dtype!r}).")
+  return jax.dtypes.canonicalize_dtype(dtype)
+
+
 def real_dtype(dtype: jax.typing.DTypeLike) -> jnp.dtype:
   """The dtype of :func:`real_view` of an array of ``dtype``."""
   return jnp.finfo(dtype).dtype

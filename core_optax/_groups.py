@@ -13,7 +13,7 @@ hands one to both of its transformations.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 import math
 from typing import Any, NamedTuple, TypeAlias
 
@@ -63,18 +63,7 @@ class Partition(NamedTuple):
     if not isinstance(value, Mapping) or not self.labels:  # nothing to check without leaves
       return [value] * len(self.members)
     labels = [self.labels[ids[0]] for ids in self.members]
-    missing = [label for label in labels if label not in value]
-    if missing:
-      raise ValueError(
-          f"{name} has no value for group label(s) {sorted(map(repr, missing))}; give "
-          f"every group a value (labels of these parameters: {sorted(map(repr, labels))})."
-      )
-    unknown = [label for label in value if label not in set(labels)]
-    if unknown and not self.part:
-      raise ValueError(
-          f"{name} names group label(s) {sorted(map(repr, unknown))} that label no "
-          f"parameter (labels of these parameters: {sorted(map(repr, labels))})."
-      )
+    check_labels(name, value, labels, part=self.part)
     return [value[label] for label in labels]
 
   def per_leaf(self, name: str, value: PerGroup) -> list[Any]:
@@ -199,17 +188,36 @@ def check_mapping(name: str, value: PerGroup, grouping: Grouping) -> None:
   if grouping.groups is None:
     raise ValueError(f"{name} is a mapping {{label: value}}; it needs groups=...")
   labels = grouping.static_labels()
-  if labels is None:
-    return
-  missing = labels - value.keys()
+  if labels is not None:
+    check_labels(name, value, labels)
+
+
+def check_labels(name: str, value: Mapping[Label, Any], labels: Collection[Label], *,
+                 part: bool = False) -> None:
+  """Checks that a per-group mapping has a value for every label, and no other keys.
+
+  Args:
+    name: the argument's name, for the message.
+    value: the mapping ``{label: value}``.
+    labels: the labels of the parameters' groups.
+    part: whether the parameters are a part of the tree (inside
+      ``optax.multi_transform`` each part holds some groups only): then the
+      mapping may name labels that ``labels`` lacks.
+
+  Raises:
+    ValueError: naming the labels that have no value, or the keys that label no
+      parameter.
+  """
+  in_use = sorted(map(repr, labels))
+  missing = [label for label in labels if label not in value]
   if missing:
     raise ValueError(
-        f"{name} has no value for group label(s) {sorted(map(repr, missing))}; "
-        f"give every group a value (labels in use: {sorted(map(repr, labels))})."
+        f"{name} has no value for group label(s) {sorted(map(repr, missing))}; give "
+        f"every group a value (the groups' labels: {in_use})."
     )
-  unknown = value.keys() - labels
-  if unknown:
+  unknown = [label for label in value if label not in labels]
+  if unknown and not part:
     raise ValueError(
         f"{name} names group label(s) {sorted(map(repr, unknown))} that label no "
-        f"parameter (labels in use: {sorted(map(repr, labels))})."
+        f"parameter (the groups' labels: {in_use})."
     )

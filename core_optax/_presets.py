@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+import types
 from typing import Any, Literal
 
 import optax
@@ -10,15 +12,17 @@ from core_optax._core import core
 
 Regime = Literal["mini-batch", "intermediate", "full-batch"]
 
-MAX_STEP_SIZE: dict[str, float] = {
+MAX_STEP_SIZE: Mapping[str, float] = types.MappingProxyType({
     "mini-batch": 1e-3,
     "intermediate": 1e-2,
     "full-batch": 1.0,
-}
-"""Recommended :math:`s_\\max` per batch regime (paper, section 4.1)."""
+})
+"""Recommended :math:`s_\\max` per batch regime (paper, section 4.1); read-only."""
 
-STABILITY_PLASTICITY: dict[str, Any] = {"score_history": 250, "frozen_fraction": 0.1}
-"""The stability-plasticity setting that helped lifelong ML potentials (section 4.4)."""
+STABILITY_PLASTICITY: Mapping[str, Any] = types.MappingProxyType(
+    {"score_history": 250, "frozen_fraction": 0.1})
+"""The stability-plasticity setting that helped lifelong ML potentials (section 4.4);
+read-only (pass ``**STABILITY_PLASTICITY`` or copy it with ``dict(...)``)."""
 
 
 def recommended(

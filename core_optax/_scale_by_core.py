@@ -51,42 +51,57 @@ class ScaleByCoreState(NamedTuple):
   threshold: chex.Array | None
 
 
-def _check_hyperparameters(**hp: Any) -> None:
+def _check_hyperparameters(
+    *,
+    max_step_size: optax.ScalarOrSchedule,
+    min_step_size: jax.typing.ArrayLike,
+    initial_step_size: jax.typing.ArrayLike,
+    eta_minus: jax.typing.ArrayLike,
+    eta_plus: jax.typing.ArrayLike,
+    b1_initial: jax.typing.ArrayLike,
+    b1_final: jax.typing.ArrayLike,
+    b1_width: jax.typing.ArrayLike,
+    b2: jax.typing.ArrayLike | None,
+    eps: jax.typing.ArrayLike,
+    score_history: jax.typing.ArrayLike | None,
+    frozen_fraction: _groups.PerGroup,
+    maximize: bool,
+) -> None:
   """Raises a ValueError or TypeError for every value that is out of range now."""
-  _checks.check("max_step_size", hp["max_step_size"], lambda v: v > 0, "> 0", schedule=True)
-  _checks.check("min_step_size", hp["min_step_size"], lambda v: v > 0, "> 0")
-  s_min = _checks.static_value(hp["min_step_size"])
-  s_max = _checks.static_value(hp["max_step_size"])
+  _checks.check("max_step_size", max_step_size, lambda v: v > 0, "> 0", schedule=True)
+  _checks.check("min_step_size", min_step_size, lambda v: v > 0, "> 0")
+  s_min = _checks.static_value(min_step_size)
+  s_max = _checks.static_value(max_step_size)
   if s_min is not None and s_max is not None and s_min > s_max:
-    raise ValueError(f"min_step_size must be <= max_step_size, got {hp['min_step_size']!r} > "
-                     f"{hp['max_step_size']!r}.")
-  _checks.check("initial_step_size", hp["initial_step_size"], lambda v: v > 0, "> 0")
-  _checks.check("eta_minus", hp["eta_minus"], lambda v: 0 < v <= 1, "in (0, 1]")
-  _checks.check("eta_plus", hp["eta_plus"], lambda v: v >= 1, ">= 1")
-  _checks.check("b1_initial", hp["b1_initial"], lambda v: 0 <= v < 1, "in [0, 1)")
-  _checks.check("b1_final", hp["b1_final"], lambda v: 0 <= v < 1, "in [0, 1)")
-  _checks.check("b1_width", hp["b1_width"], lambda v: v > 0, "> 0")
-  if hp["b2"] is not None:
-    _checks.check("b2", hp["b2"], lambda v: 0 <= v < 1,
+    raise ValueError(f"min_step_size must be <= max_step_size, got {min_step_size!r} > "
+                     f"{max_step_size!r}.")
+  _checks.check("initial_step_size", initial_step_size, lambda v: v > 0, "> 0")
+  _checks.check("eta_minus", eta_minus, lambda v: 0 < v <= 1, "in (0, 1]")
+  _checks.check("eta_plus", eta_plus, lambda v: v >= 1, ">= 1")
+  _checks.check("b1_initial", b1_initial, lambda v: 0 <= v < 1, "in [0, 1)")
+  _checks.check("b1_final", b1_final, lambda v: 0 <= v < 1, "in [0, 1)")
+  _checks.check("b1_width", b1_width, lambda v: v > 0, "> 0")
+  if b2 is not None:
+    _checks.check("b2", b2, lambda v: 0 <= v < 1,
                   "in [0, 1) (for sign mode, u = sign(g) without h, pass b2=None)")
-  for name in ("b1_initial", "b1_final", "b2"):
-    if hp[name] is not None:  # rounded to 1, a bias correction 1 - beta^tau is 0 (eq. 4)
-      _checks.check(name, hp[name], lambda v: np.float32(v) < 1,
+  for name, beta in (("b1_initial", b1_initial), ("b1_final", b1_final), ("b2", b2)):
+    if beta is not None:  # rounded to 1, a bias correction 1 - beta^tau is 0 (eq. 4)
+      _checks.check(name, beta, lambda v: np.float32(v) < 1,
                     "< 1 also in float32 (<= 1 - 2**-24)")
-  _checks.check("eps", hp["eps"], lambda v: v >= 0, ">= 0")
-  _checks.check("eps", hp["eps"], lambda v: v >= _checks.MIN_EPS,
+  _checks.check("eps", eps, lambda v: v >= 0, ">= 0")
+  _checks.check("eps", eps, lambda v: v >= _checks.MIN_EPS,
                 f">= {_checks.MIN_EPS:g} (in float32 a smaller eps can be flushed to 0 and "
                 "turn a zero gradient into 0/0 = NaN)")
-  if hp["score_history"] is not None:
-    _checks.check("score_history", hp["score_history"], lambda v: v >= 1 and v == int(v),
+  if score_history is not None:
+    _checks.check("score_history", score_history, lambda v: v >= 1 and v == int(v),
                   "a whole number >= 1 (for no importance scores and no freezing, pass "
                   "score_history=None)")
-    _checks.check("score_history", hp["score_history"],
+    _checks.check("score_history", score_history,
                   lambda v: v <= _checks.MAX_SCORE_HISTORY,
                   f"<= {_checks.MAX_SCORE_HISTORY} (the step counter is int32)")
-  _checks.check("frozen_fraction", hp["frozen_fraction"], lambda v: 0 <= v <= 1, "in [0, 1]",
+  _checks.check("frozen_fraction", frozen_fraction, lambda v: 0 <= v <= 1, "in [0, 1]",
                 per_group=True)
-  _checks.check_bool("maximize", hp["maximize"])
+  _checks.check_bool("maximize", maximize)
 
 
 def _n_frozen(fraction: Any, size: int) -> int | jax.Array:
@@ -149,7 +164,12 @@ def scale_by_core(
   Returns:
     A :class:`optax.GradientTransformationExtraArgs`.
   """
-  _check_hyperparameters(**locals())
+  _check_hyperparameters(
+      max_step_size=max_step_size, min_step_size=min_step_size,
+      initial_step_size=initial_step_size, eta_minus=eta_minus, eta_plus=eta_plus,
+      b1_initial=b1_initial, b1_final=b1_final, b1_width=b1_width, b2=b2, eps=eps,
+      score_history=score_history, frozen_fraction=frozen_fraction, maximize=maximize)
+  state_dtype = _dtypes.canonical_state_dtype(state_dtype)
   grouping = _groups.as_grouping(groups)
   _groups.check_mapping("frozen_fraction", frozen_fraction, grouping)
   fractions = frozen_fraction.values() if isinstance(frozen_fraction, Mapping) else [
