@@ -126,7 +126,9 @@ def core(
       ``None`` keeps the parameters' dtype (at least float32). ``h`` and ``S``
       always keep at least float32: in bfloat16 the decays 0.99 and
       :math:`1 - 1/t_\mathrm{hist}` would round to 1. Arithmetic runs in float32
-      either way; complex leaves keep their dtype.
+      either way; complex leaves keep their dtype. A real floating dtype,
+      canonicalised as optax does ``mu_dtype``: without ``jax_enable_x64``,
+      float64 is float32.
 
   Returns:
     A :class:`optax.GradientTransformationExtraArgs`. Its ``update`` takes
@@ -136,7 +138,8 @@ def core(
     ValueError: for hyperparameters out of range (including ``weight_decay >=
       1 / max_step_size`` when both are numbers) or labels that do not match;
       ``update`` raises it for gradients or params that do not match the state.
-    TypeError: for arguments of the wrong type, and from ``init`` and
+    TypeError: for arguments of the wrong type (``state_dtype`` that is no
+      dtype; an integer or complex one is a ValueError), and from ``init`` and
       ``update`` for integer or boolean leaves (mask them out with
       :func:`optax.masked`).
 
@@ -154,7 +157,9 @@ def core(
     all-reduces of counts when sharded). For complex parameters pass
     ``jnp.conj(grads)`` (optax's convention); real and imaginary parts are
     then independent weights. The state of float16 and bfloat16 leaves is
-    kept in float32.
+    kept in float32. ``init`` needs only shapes and dtypes: it takes
+    ``jax.ShapeDtypeStruct`` leaves too (flax NNX and orbax build abstract
+    states this way).
 
     A NaN or infinite gradient element turns that weight and its ``g``,
     ``h`` and ``S`` into NaN for good, as in the reference. To skip such steps
