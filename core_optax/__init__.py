@@ -1,6 +1,8 @@
 """CoRe, the Continual Resilient optimizer, as optax gradient transformations."""
 
 from core_optax._core import core
+from core_optax._freezing import TIE_TOLERANCE
+from core_optax._freezing import frozen_mask
 from core_optax._groups import Groups
 from core_optax._groups import PerGroup
 from core_optax._presets import MAX_STEP_SIZE
@@ -8,7 +10,6 @@ from core_optax._presets import STABILITY_PLASTICITY
 from core_optax._presets import recommended
 from core_optax._scale_by_core import ScaleByCoreState
 from core_optax._scale_by_core import scale_by_core
-from core_optax._selection import TIE_TOLERANCE
 from core_optax._weight_decay import Mask
 from core_optax._weight_decay import add_update_scaled_weight_decay
 
@@ -24,6 +25,7 @@ __all__ = (
     "ScaleByCoreState",
     "add_update_scaled_weight_decay",
     "core",
+    "frozen_mask",
     "recommended",
     "scale_by_core",
 )

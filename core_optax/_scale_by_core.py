@@ -14,8 +14,8 @@ import optax
 
 from core_optax import _checks
 from core_optax import _dtypes
+from core_optax import _freezing
 from core_optax import _groups
-from core_optax import _selection
 
 
 class ScaleByCoreState(NamedTuple):
@@ -102,13 +102,6 @@ def _check_hyperparameters(
   _checks.check("frozen_fraction", frozen_fraction, lambda v: 0 <= v <= 1, "in [0, 1]",
                 per_group=True)
   _checks.check_bool("maximize", maximize)
-
-
-def _n_frozen(fraction: Any, size: int) -> int | jax.Array:
-  """``floor(p_frozen * n)`` (eq. 5), in double precision as the reference for a number."""
-  if _checks.is_python_number(fraction):
-    return int(fraction * size)
-  return jnp.floor(jnp.asarray(fraction) * size).astype(jnp.int32)
 
 
 def scale_by_core(
@@ -215,40 +208,6 @@ def scale_by_core(
         ) if scores_on else None,
     )
 
-  def select(partition: _groups.Partition, S: optax.Updates, threshold: jax.Array,
-             t: jax.Array) -> tuple[list[Any], list[Any], jax.Array]:
-    """Per leaf, where ``P = 0`` (eq. 5) and whether eq. 8's decay applies (``None``
-    for leaves of groups that never freeze); and the new ``threshold``."""
-    scores = [_dtypes.real_view(x) for x in jax.tree.leaves(S)]
-    ks = [_n_frozen(p, n) for p, n in zip(partition.per_group("frozen_fraction",
-                                                              frozen_fraction), partition.sizes)]
-    freezing = [j for j, k in enumerate(ks) if not (isinstance(k, int) and k == 0)]
-    frozen, active = [None] * len(scores), [None] * len(scores)
-    if not freezing:
-      return frozen, active, threshold
-    group_scores = [[scores[i] for i in partition.members[j]] for j in freezing]
-    last, before = ([row[j].astype(group[0].dtype) for j, group in zip(freezing, group_scores)]
-                    for row in threshold)
-    guesses = [_selection.next_threshold_guess(a, b) for a, b in zip(last, before)]
-    past_history = t >= score_history  # tau > t_hist (eq. 5)
-    actives = [past_history & (jnp.asarray(ks[j]) > 0) for j in freezing]
-    new = jax.lax.cond(  # the selection runs once tau > t_hist, if any k > 0
-        jnp.any(jnp.stack(actives)),
-        lambda scores, guesses: _selection.kth_largest(scores, [ks[j] for j in freezing],
-                                                       guesses, actives),
-        lambda scores, guesses: last,
-        group_scores, guesses,
-    )
-    columns = []
-    for j, on, thr, a, b in zip(freezing, actives, new, last, before):
-      for i in partition.members[j]:
-        frozen[i] = on & _selection.frozen_mask(scores[i], thr)
-        active[i] = on
-      columns.append(jnp.where(on, jnp.stack([thr, a]), jnp.stack([a, b])))
-    threshold = threshold.at[:, np.asarray(freezing)].set(
-        jnp.stack(columns, axis=1).astype(threshold.dtype))
-    return frozen, active, threshold
-
   def update_fn(
       updates: optax.Updates,
       state: ScaleByCoreState,
@@ -279,8 +238,9 @@ def scale_by_core(
                        optax.tree.bias_correction(h, b2, count + 1))
 
     none = [None] * treedef.num_leaves
-    frozen, active, threshold = (select(grouping(updates), state.S, state.threshold, t)
-                                 if scores_on else (none, none, None))
+    frozen, active, threshold = (
+        _freezing.select(grouping(updates), frozen_fraction, state.S, state.threshold, t,
+                         score_history) if scores_on else (none, none, None))
     frozen, active = treedef.unflatten(frozen), treedef.unflatten(active)
 
     def step_size(s, g, g_prev, frozen):  # eq. 6: by the sign of g^{tau-1} g^tau P^tau

@@ -14,7 +14,7 @@ import optax
 import pytest
 
 import core_optax
-from core_optax import _selection
+from core_optax import _freezing
 from tests import helpers
 
 
@@ -156,7 +156,7 @@ def test_state_keeps_the_last_two_thresholds_of_each_group():
 
 
 def test_threshold_guess_extrapolates_the_last_change():
-  guess = lambda last, before: float(_selection.next_threshold_guess(
+  guess = lambda last, before: float(_freezing.next_threshold_guess(
       jnp.float32(last), jnp.float32(before)))
   np.testing.assert_allclose(guess(0.99, 1.0), 0.99 * 0.99, rtol=1e-6)  # scores decaying
   np.testing.assert_allclose(guess(-2.0, -1.0), -4.0)
