@@ -332,11 +332,16 @@ def build(dirs: list[pathlib.Path], report_dir: pathlib.Path | None = None) -> s
       raise ValueError("several run directories need a report directory (--to).")
     report_dir = dirs[0] / "report"
   run, tasks = _load(dirs)
-  optimizers = [o for o in optimizers_lib.OPTIMIZERS
-                if all(0 in t.runs.get(o, {}) for t in tasks.values())]
-  tasks = {name: t for name, t in tasks.items() if np.isfinite(t.target)}
+  optimizers = [o for o in optimizers_lib.OPTIMIZERS if o in run["optimizers"]]
+  complete = {name: t for name, t in tasks.items()
+              if np.isfinite(t.target) and all(0 in t.runs.get(o, {}) for o in optimizers)}
   report_dir.mkdir(parents=True, exist_ok=True)
-  text = markdown(run, tasks, optimizers)
+  text = markdown(run, complete, optimizers)
+  left_out = [name for name in tasks if name not in complete]
+  if left_out:
+    text += (f"\nLeft out, not every optimizer's defaults saved (the run did not finish "
+             f"them): {', '.join(left_out)}.\n")
+  tasks = complete
   (report_dir / "modern.md").write_text(text)
   _write_csv(report_dir / "time_to_target.csv", tasks, run["seeds"])
   _plot_profiles(report_dir / "profiles.png", tasks, optimizers)

@@ -249,10 +249,10 @@ def test_evaluations_to_target_first_hit_and_never():
 
 
 def test_target_is_the_best_baselines_median_over_studies_of_its_best_trial():
-  a_trial_1 = np.array([[5.0, 1.0], [5.0, 4.0], [5.0, 3.0]])  # seed minima 1, 4, 3
+  a_trial_1 = np.array([[5.0, 1.0], [5.0, 4.0], [9.0, 6.0]])  # seed minima 1, 4, 6
   a_trial_2 = np.array([[5.0, 2.0], [5.0, 2.0], [5.0, 9.0]])  # 2, 2, 5
   b_trial = np.array([[2.5, 2.5], [np.nan, 2.5], [2.5, 2.5]])  # 2.5 each
-  # A: best per study 1, 2, 3 -> median 2; B: 2.5. Target: 2.
+  # A: best per study 1, 2, 5 -> median 2 (mean 2.7); B: 2.5. Target: 2.
   assert scoring.target({"A": [a_trial_1, a_trial_2], "B": [b_trial]}) == 2.0
 
 
