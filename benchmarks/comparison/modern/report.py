@@ -247,6 +247,24 @@ def markdown(run: dict, tasks: dict[str, TaskRuns], optimizers: list[str]) -> st
   lines += _table(["optimizer", *names],
                   [[o, *(f"{np.nanmedian([r.compile_s for r in tasks[t].runs[o].values()]):.1f}"
                          for t in names)] for o in optimizers])
+  if {"CoRe-const", "CoRe-SP-const"} <= set(optimizers):
+    lines += ["", "## Freezing: CoRe-SP-const against CoRe-const", "",
+              "Same trials; CoRe-SP freezes from update 250 on (score_history). Defaults (trial "
+              "0) and best trial, mean over seeds of the final and of the lowest validation "
+              "error, and the first evaluation where the two runs' errors differ.", ""]
+    rows = []
+    for t in names:
+      core, sp = tasks[t].runs["CoRe-const"], tasks[t].runs["CoRe-SP-const"]
+      for trial in sorted(set(core) & set(sp)):
+        a, b = core[trial].errors, sp[trial].errors
+        differ = np.flatnonzero(np.abs(a - b).max(axis=0) > 1e-6 * np.abs(a).max())
+        first = (f"step {(differ[0] + 1) * core[trial].steps_per_eval:.0f}" if differ.size
+                 else "never")
+        rows.append([t, str(trial), f"{a[:, -1].mean():.4g}", f"{b[:, -1].mean():.4g}",
+                     f"{np.nanmin(a, axis=1).mean():.4g}", f"{np.nanmin(b, axis=1).mean():.4g}",
+                     first])
+    lines += _table(["task", "trial", "CoRe final", "CoRe-SP final", "CoRe min", "CoRe-SP min",
+                     "first difference"], rows)
   lines += ["", "## Optimizers", ""]
   lines += [f"- **{o}** ({optimizers_lib.OPTIMIZERS[o].schedule}): "
             f"{optimizers_lib.OPTIMIZERS[o].default_source}." for o in optimizers]
@@ -336,6 +354,8 @@ def build(dirs: list[pathlib.Path], report_dir: pathlib.Path | None = None) -> s
   complete = {name: t for name, t in tasks.items()
               if np.isfinite(t.target) and all(0 in t.runs.get(o, {}) for o in optimizers)}
   report_dir.mkdir(parents=True, exist_ok=True)
+  if not complete:
+    return f"No task has every optimizer's defaults saved yet in {dirs}."
   text = markdown(run, complete, optimizers)
   left_out = [name for name in tasks if name not in complete]
   if left_out:

@@ -292,7 +292,7 @@ def _save(out, task, optimizer, rate, errors, wall_s=10.0, compile_s=2.0):
 
 
 def test_report_times_a_synthetic_run(tmp_path):
-  names = ["AdamW-cos", "NAdamW-cos", "CoRe-const"]
+  names = ["AdamW-cos", "NAdamW-cos", "CoRe-const", "CoRe-SP-const"]
   (tmp_path / "run.json").write_text(json.dumps({
       "mode": "standard", "seeds": [0, 1, 2], "tasks": ["SS-csbm"], "optimizers": names,
       "commands": ["python -m benchmarks run --track modern"]}))
@@ -304,7 +304,8 @@ def test_report_times_a_synthetic_run(tmp_path):
   for name in names:
     for k, rate in enumerate(optimizers.OPTIMIZERS[name].settings("full-batch", tuned=True)):
       _save(tmp_path, "SS-csbm", name, rate, steps + (0.5 if k else 0.0)
-            + (0.0 if name != "CoRe-const" else -0.5))
+            + (0.0 if "CoRe" not in name else -0.5)
+            + (0.01 * (np.arange(200) >= 150) if name == "CoRe-SP-const" else 0.0))
   text = report.build([tmp_path])
   tasks = report._load([tmp_path])[1]  # pylint: disable=protected-access
   assert tasks["SS-csbm"].target == pytest.approx(1.0)
@@ -314,6 +315,7 @@ def test_report_times_a_synthetic_run(tmp_path):
   seconds = report.ruleset_times(tasks, names, "self-tuning", "seconds")
   assert seconds["AdamW-cos"]["SS-csbm"] == pytest.approx(8.0)  # (10 - 2) s, all 200 evals
   assert "| CoRe-const | 101 (1.00) | 1.000 |" in text
+  assert "| SS-csbm | 0 | 0.5 | 0.51 | 0.5 | 0.51 | step 151 |" in text  # freezing from 151
   for output in ("modern.md", "time_to_target.csv", "profiles.png", "curves.png"):
     assert (tmp_path / "report" / output).exists()
 
