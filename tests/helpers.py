@@ -1,10 +1,13 @@
-"""Helpers shared by the test modules: small parameter trees, gradients, training loops."""
+"""Helpers shared by the test modules: small parameter trees, gradients, one training loop, and
+processes with several (virtual CPU) devices."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 import os
+import pathlib
 import subprocess
+import sys
 from typing import Any
 
 import jax
@@ -22,23 +25,50 @@ def params(dtype=jnp.float32) -> dict[str, Any]:
   }
 
 
-def grads(step: int, params: Any) -> Any:
-  """Deterministic noisy gradients ``p + N(0, 1)`` for update ``step``, in the leaves' dtypes."""
-  key = jax.random.fold_in(jax.random.key(0), step)
+def grads(step: int, params: Any, *, seed: int = 0, shift: float = 0.0,
+          scale: float = 1.0) -> Any:
+  """Deterministic noisy gradients ``scale (p - shift + N(0, 1))`` for update ``step``.
+
+  In the leaves' dtypes; ``seed`` picks the noise (the same for every ``step`` and leaf
+  shape). The defaults give ``p + N(0, 1)`` exactly.
+  """
+  key = jax.random.fold_in(jax.random.key(seed), step)
   leaves, treedef = jax.tree.flatten(params)
   keys = jax.random.split(key, len(leaves))
-  return treedef.unflatten(
-      [(p + jax.random.normal(k, p.shape)).astype(p.dtype) for p, k in zip(leaves, keys)])
+  return treedef.unflatten([(scale * (p - shift + jax.random.normal(k, p.shape))).astype(p.dtype)
+                            for p, k in zip(leaves, keys)])
+
+
+def run(tx: optax.GradientTransformation, params: Any, batches: Iterable[Any],
+        gradients: Callable[[Any, Any], Any] = grads, *,
+        update: Callable[..., Any] | None = None) -> tuple[Any, Any, list[tuple[Any, Any, Any]]]:
+  """The training loop: one update of ``tx`` per batch, from ``params``.
+
+  Args:
+    tx: the optimizer.
+    params: the initial parameters.
+    batches: what each update's gradients are computed from, in order.
+    gradients: ``gradients(batch, params)``; the default, :func:`grads`, takes the step
+      number as its batch.
+    update: ``tx.update`` as it is to be called (default ``jax.jit(tx.update)``).
+
+  Returns:
+    The final parameters and state, and ``(updates, params, state)`` after every update.
+  """
+  update = update or jax.jit(tx.update)
+  state = tx.init(params)
+  history = []
+  for batch in batches:
+    updates, state = update(gradients(batch, params), state, params)
+    params = optax.apply_updates(params, updates)
+    history.append((updates, params, state))
+  return params, state, history
 
 
 def train(tx: optax.GradientTransformation, params: Any, steps: int,
           update: Callable[..., Any] | None = None) -> tuple[Any, Any]:
-  """``steps`` updates with :func:`grads` (``update`` defaults to ``jax.jit(tx.update)``)."""
-  update = update or jax.jit(tx.update)
-  state = tx.init(params)
-  for step in range(steps):
-    updates, state = update(grads(step, params), state, params)
-    params = optax.apply_updates(params, updates)
+  """:func:`run` for ``steps`` updates with :func:`grads`; the final parameters and state."""
+  params, state, _ = run(tx, params, range(steps), update=update)
   return params, state
 
 
@@ -57,15 +87,10 @@ def run_ours(tx: optax.GradientTransformation, weights: Sequence[np.ndarray],
              ) -> list[list[np.ndarray]]:
   """Runs ``tx`` on given gradients (as the reference saw them); the weights after each step."""
   names = leaf_names(len(weights))
-  params = dict(zip(names, map(jnp.asarray, weights)))
-  state = tx.init(params)
-  update = jax.jit(tx.update) if jit else tx.update
-  history = []
-  for step_grads in grads_seq:
-    updates, state = update(dict(zip(names, map(jnp.asarray, step_grads))), state, params)
-    params = optax.apply_updates(params, updates)
-    history.append([np.asarray(params[k]) for k in names])
-  return history
+  as_tree = lambda leaves: dict(zip(names, map(jnp.asarray, leaves)))
+  _, _, history = run(tx, as_tree(weights), grads_seq, lambda g, _: as_tree(g),
+                      update=None if jit else tx.update)
+  return [[np.asarray(params[k]) for k in names] for _, params, _ in history]
 
 
 def wb_params() -> dict[str, jax.Array]:
@@ -74,12 +99,8 @@ def wb_params() -> dict[str, jax.Array]:
 
 
 def wb_grads(step: int, params: Any, scale: float = 1.0) -> Any:
-  """Deterministic noisy gradients ``scale (p - 0.3 + N(0, 1))`` for update ``step``."""
-  key = jax.random.fold_in(jax.random.key(1), step)
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(key, len(leaves))
-  return treedef.unflatten([(scale * (p - 0.3 + jax.random.normal(k, p.shape))).astype(p.dtype)
-                            for p, k in zip(leaves, keys)])
+  """:func:`grads` for :func:`wb_params`: ``scale (p - 0.3 + N(0, 1))``, its own noise."""
+  return grads(step, params, seed=1, shift=0.3, scale=scale)
 
 
 def poisoned(grads: Any, value: float, *, whole_leaf: bool = False) -> Any:
@@ -108,27 +129,11 @@ def least_squares() -> tuple[Any, Callable[..., jax.Array], jax.Array, jax.Array
 def train_on_batches(tx: optax.GradientTransformation, params: Any, loss_fn: Callable[..., Any],
                      xs: Any, ys: Any, grad_fn: Callable[..., Any] | None = None
                      ) -> tuple[Any, Any, list[Any]]:
-  """Runs ``tx`` (jitted) over the batches; returns final params, state and every update."""
-  grad_fn = grad_fn or jax.grad(loss_fn)
-
-  @jax.jit
-  def step(params, state, x, y):
-    updates, state = tx.update(grad_fn(params, x, y), state, params)
-    return optax.apply_updates(params, updates), state, updates
-
-  state = tx.init(params)
-  all_updates = []
-  for x, y in zip(xs, ys):
-    params, state, updates = step(params, state, x, y)
-    all_updates.append(updates)
-  return params, state, all_updates
-
-
-def assert_trees_close(actual: Any, expected: Any, rtol: float = 1e-6, atol: float = 1e-7) -> None:
-  """Leaf by leaf ``np.testing.assert_allclose``; the trees must have the same structure."""
-  assert jax.tree.structure(actual) == jax.tree.structure(expected)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=rtol, atol=atol),
-               actual, expected)
+  """:func:`run` over the batches ``(x, y)`` with ``grad_fn`` (default ``jax.grad(loss_fn)``),
+  jitted; returns the final params, state and every update."""
+  grad_fn = jax.jit(grad_fn or jax.grad(loss_fn))
+  params, state, history = run(tx, params, zip(xs, ys), lambda xy, p: grad_fn(p, *xy))
+  return params, state, [updates for updates, _, _ in history]
 
 
 def run_concurrently(commands: Sequence[Sequence[str]], *, cwd: os.PathLike, env: dict[str, str],
@@ -152,3 +157,36 @@ def run_concurrently(commands: Sequence[Sequence[str]], *, cwd: os.PathLike, env
       proc.kill()
     pytest.fail(f"{what} hung for {timeout_s} s")
   return [(proc.returncode, out, err) for proc, (out, err) in zip(procs, outputs)]
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEVICES = 8
+
+
+def device_env(devices: int = DEVICES) -> dict[str, str]:
+  """This process's environment, for a jax process with ``devices`` virtual CPU devices."""
+  return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+              JAX_PLATFORMS="cpu")
+
+
+def run_on_devices(script: os.PathLike | str, *cases: str, timeout_s: float,
+                   devices: int = DEVICES) -> str:
+  """Runs ``python script case ...`` in a fresh process with ``devices`` virtual CPU devices.
+
+  The device count must be set (``XLA_FLAGS``) before jax is imported, hence the process; the
+  timeout makes a hang (of XLA's CPU collectives, say) a failure instead of a stuck test run.
+  Fails the test unless the process succeeds; returns (and prints) its stdout.
+  """
+  import pytest  # only tests call this
+
+  env = device_env(devices)
+  what = f"{pathlib.Path(script).name} {' '.join(cases)}"
+  try:
+    proc = subprocess.run([sys.executable, str(script), *cases], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout_s)
+  except subprocess.TimeoutExpired as e:
+    pytest.fail(f"{what} hung for {timeout_s} s on {devices} devices; last output:\n"
+                f"{(e.stdout or b'')[-3000:]!r}\n{(e.stderr or b'')[-3000:]!r}")
+  assert proc.returncode == 0, f"{what} failed:\n{proc.stdout}\n{proc.stderr[-6000:]}"
+  print(proc.stdout)
+  return proc.stdout

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -124,5 +125,5 @@ def test_apply_if_finite_skips_a_nan_gradient_without_touching_core_state():
   assert int(state.total_notfinite) == 1
   keep = np.arange(helpers.BATCHES) != nan_at
   want, want_state, _ = helpers.train_on_batches(core_tx, params, loss_fn, xs[keep], ys[keep])
-  helpers.assert_trees_close(got, want, rtol=0, atol=0)
-  helpers.assert_trees_close(state.inner_state, want_state, rtol=0, atol=0)
+  chex.assert_trees_all_close(got, want, rtol=0, atol=0)
+  chex.assert_trees_all_close(state.inner_state, want_state, rtol=0, atol=0)

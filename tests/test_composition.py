@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,7 +31,7 @@ def test_chain_with_clip_by_global_norm_is_core_on_clipped_gradients():
   got, _, _ = helpers.train_on_batches(chained, params, loss_fn, xs, ys)
   want, _, _ = helpers.train_on_batches(core_with_freezing(), params, loss_fn, xs, ys,
                                         grad_fn=clipped_grad)
-  helpers.assert_trees_close(got, want)
+  chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-7)
 
 
 def test_multisteps_applies_core_to_the_mean_of_k_gradients_once_every_k_steps():
@@ -49,7 +50,7 @@ def test_multisteps_applies_core_to_the_mean_of_k_gradients_once_every_k_steps()
   want, _, _ = helpers.train_on_batches(core_with_freezing(), params, loss_fn,
                                         xs.reshape(windows, k, *xs.shape[1:]),
                                         ys.reshape(windows, k, *ys.shape[1:]), grad_fn=mean_grad)
-  helpers.assert_trees_close(got, want)
+  chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("groups_as", ["callable", "pytree"])
@@ -78,7 +79,7 @@ def test_core_on_one_part_and_adam_on_the_other_as_if_each_ran_alone(combinator,
     u_w, core_state = core_tx.update({"w": g["w"]}, core_state, {"w": p["w"]})
     u_b, adam_state = adam_tx.update({"b": g["b"]}, adam_state, {"b": p["b"]})
     p = optax.apply_updates(p, {**u_w, **u_b})
-  helpers.assert_trees_close(got, p)
+  chex.assert_trees_all_close(got, p, rtol=1e-6, atol=1e-7)
 
 
 def test_masked_core_updates_the_masked_in_leaves_and_passes_the_rest_through():
@@ -126,10 +127,10 @@ def test_state_is_a_pytree_of_arrays_for_tree_map_device_put_and_donation():
     assert [type(leaf) for leaf in leaves if not isinstance(leaf, jax.Array)] == []
     assert {id(leaf) for leaf in leaves} == {id(x) for x in arrays}
   copied = jax.tree.map(jnp.copy, state)
-  helpers.assert_trees_close(copied, state, rtol=0, atol=0)
+  chex.assert_trees_all_close(copied, state, rtol=0, atol=0)
   moved = jax.device_put(state, jax.devices()[0])
   assert all(leaf.devices() == {jax.devices()[0]} for leaf in jax.tree.leaves(moved))
-  helpers.assert_trees_close(moved, state, rtol=0, atol=0)
+  chex.assert_trees_all_close(moved, state, rtol=0, atol=0)
 
   # A state cast leaf by leaf (to bfloat16, say, for storage) stays in those dtypes:
   # update stores what it computes in the dtypes of the state it is given.
@@ -147,7 +148,7 @@ def test_state_is_a_pytree_of_arrays_for_tree_map_device_put_and_donation():
   with warnings.catch_warnings():
     warnings.simplefilter("error")  # "Some donated buffers were not usable" fails the test
     got = jax.jit(step, donate_argnums=(0, 1))(donated_params, donated_state, xs[3], ys[3])
-  helpers.assert_trees_close(got, want, rtol=0, atol=0)
+  chex.assert_trees_all_close(got, want, rtol=0, atol=0)
   assert all(leaf.is_deleted() for leaf in jax.tree.leaves(donated_state))
 
 

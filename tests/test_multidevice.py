@@ -10,12 +10,8 @@ failure, not a stuck test run. Run one case by hand with::
 
 from __future__ import annotations
 
-import os
 import pathlib
-import subprocess
 import sys
-
-import pytest
 
 DEVICES = 8
 TIMEOUT_S = 150
@@ -28,17 +24,9 @@ def run_case(name: str, script: str = __file__) -> str:
   ``script`` runs its case when called as ``python script name``, as this file does.
   Returns the case's stdout.
   """
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}",
-             JAX_PLATFORMS="cpu")
-  try:
-    proc = subprocess.run([sys.executable, script, name], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT_S)
-  except subprocess.TimeoutExpired as e:
-    pytest.fail(f"case {name!r} hung for {TIMEOUT_S} s on {DEVICES} devices; last output:\n"
-                f"{(e.stdout or b'')[-3000:]!r}\n{(e.stderr or b'')[-3000:]!r}")
-  assert proc.returncode == 0, f"case {name!r} failed:\n{proc.stdout}\n{proc.stderr[-6000:]}"
-  print(proc.stdout)
-  return proc.stdout
+  from tests import helpers  # not at the top: this file also runs as the cases' script
+
+  return helpers.run_on_devices(script, name, timeout_s=TIMEOUT_S, devices=DEVICES)
 
 
 def test_pmap_replicas_stay_identical_and_match_one_device_on_the_full_batch():

@@ -71,14 +71,9 @@ def hyperparameters(draw):
 
 
 def run(tx, params, grads_seq, *, jit=False):
-  update = jax.jit(tx.update) if jit else tx.update
-  state = tx.init(params)
-  history = []
-  for grads in grads_seq:
-    updates, state = update(grads, state, params)
-    params = optax.apply_updates(params, updates)
-    history.append((updates, params, state))
-  return history
+  """``(updates, params, state)`` after each of the given gradients (:func:`helpers.run`)."""
+  return helpers.run(tx, params, grads_seq, lambda g, _: g,
+                     update=None if jit else tx.update)[2]
 
 
 @SETTINGS

@@ -12,13 +12,9 @@ in a fresh Python process with 8 devices, under a timeout (see
 
 from __future__ import annotations
 
-import os
 import pathlib
 import re
-import subprocess
 import sys
-
-import pytest
 
 DEVICES = 8
 TIMEOUT_S = 240
@@ -30,17 +26,9 @@ COLLECTIVES = ("all-reduce", "all-gather", "all-to-all", "collective-permute", "
 
 def run_cases(*names: str) -> str:
   """Runs ``case_<name>`` for every name in one subprocess on 8 devices; returns its stdout."""
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}",
-             JAX_PLATFORMS="cpu")
-  try:
-    proc = subprocess.run([sys.executable, __file__, *names], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT_S)
-  except subprocess.TimeoutExpired as e:
-    pytest.fail(f"cases {names} hung for {TIMEOUT_S} s on {DEVICES} devices; last output:\n"
-                f"{(e.stdout or b'')[-3000:]!r}\n{(e.stderr or b'')[-3000:]!r}")
-  assert proc.returncode == 0, f"cases {names} failed:\n{proc.stdout}\n{proc.stderr[-6000:]}"
-  print(proc.stdout)
-  return proc.stdout
+  from tests import helpers  # not at the top: this file also runs as the cases' script
+
+  return helpers.run_on_devices(__file__, *names, timeout_s=TIMEOUT_S, devices=DEVICES)
 
 
 def collectives(hlo: str) -> list[tuple[str, int]]:
@@ -91,12 +79,11 @@ def test_many_sharded_freezing_steps_in_concurrent_fresh_processes_never_hang():
   running ``STRESS_STEPS`` sharded freezing updates, every one with all-reduces
   inside the selection's loop.
   """
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}",
-             JAX_PLATFORMS="cpu")
   from tests import helpers  # not at the top: this file also runs as the cases' script
 
   results = helpers.run_concurrently([[sys.executable, __file__, "stress"]] * STRESS_PROCESSES,
-                                     cwd=ROOT, env=env, timeout_s=TIMEOUT_S,
+                                     cwd=ROOT, env=helpers.device_env(DEVICES),
+                                     timeout_s=TIMEOUT_S,
                                      what="a stress process")
   for rc, out, err in results:
     assert rc == 0, f"rc {rc}:\n{out}\n{err[-6000:]}"
