@@ -81,9 +81,9 @@ def select(partition: _groups.Partition, frozen_fraction: _groups.PerGroup,
     score_history: ``t_hist``.
 
   Returns:
-    Per leaf (in ``jax.tree.leaves`` order), where ``P = 0`` and whether eq. 8's
-    decay applies, ``None`` for leaves of groups whose ``floor(p n)`` is the number
-    0 (they never freeze); and the new ``threshold``.
+    Per leaf (in ``jax.tree.leaves`` order), where ``P = 0`` and the factor eq. 8
+    decays the scores by (``1 - 1/t_hist`` or 1), ``None`` for leaves of groups whose
+    ``floor(p n)`` is the number 0 (they never freeze); and the new ``threshold``.
   """
   scores = [_dtypes.real_view(x) for x in jax.tree.leaves(S)]
   ks = [n_frozen(p, n) for p, n in zip(partition.per_group("frozen_fraction", frozen_fraction),
@@ -97,19 +97,32 @@ def select(partition: _groups.Partition, frozen_fraction: _groups.PerGroup,
   last, before = threshold[0, columns], threshold[1, columns]
   on = (t >= score_history) & (k > 0)  # tau > t_hist (eq. 5)
   groups = [[scores[i] for i in partition.members[j]] for j in freezing]
-  new = jax.lax.cond(  # the search runs once tau > t_hist, if any k > 0
+  dtype = jnp.result_type(jnp.float32, *(g[0] for g in groups))
+
+  def per_group(new):
+    # Per group, in its scores' dtype: eq. 5's limit with the reference's tie band (NaN
+    # freezes nothing) and eq. 8's decay factor. Each group's pair leaves the cond as an
+    # output of its own, so that XLA passes it to the leaves' kernels as a parameter:
+    # kernels of equally shaped leaves are then identical, and XLA:CPU compiles them
+    # once (pairs sliced inside the kernels made every leaf's kernels distinct).
+    params = {}
+    for d in {g[0].dtype for g in groups}:
+      t_hist = jnp.asarray(score_history, d)
+      params[d] = jnp.stack([jnp.where(on, TIE_TOLERANCE * new.astype(d), jnp.nan),
+                             jnp.where(on, 1 - 1 / t_hist, 1)])
+    return new, tuple(params[g[0].dtype][:, row] for row, g in enumerate(groups))
+
+  new, pairs = jax.lax.cond(  # the search runs once tau > t_hist, if any k > 0
       jnp.any(on),
-      lambda groups: _search.kth_largest(groups, k, next_threshold_guess(last, before), on),
-      lambda groups: last.astype(jnp.result_type(jnp.float32, *(g[0] for g in groups))),
-      groups)
-  frozen, active = list(none), list(none)
+      lambda: per_group(_search.kth_largest(groups, k, next_threshold_guess(last, before), on)),
+      lambda: per_group(last.astype(dtype)))
+  frozen, decay = list(none), list(none)
   for row, j in enumerate(freezing):
     for i in partition.members[j]:
-      limit = TIE_TOLERANCE * new[row].astype(scores[i].dtype)
-      frozen[i], active[i] = on[row] & (scores[i] >= limit), on[row]
+      frozen[i], decay[i] = scores[i] >= pairs[row][0], pairs[row][1]
   shifted = jnp.where(on, jnp.stack([new.astype(threshold.dtype), last]),
                       jnp.stack([last, before]))
-  return frozen, active, threshold.at[:, columns].set(shifted)
+  return frozen, decay, threshold.at[:, columns].set(shifted)
 
 
 def _is_core_state(x: Any) -> bool:

@@ -238,10 +238,10 @@ def scale_by_core(
                        optax.tree.bias_correction(h, b2, count + 1))
 
     none = [None] * treedef.num_leaves
-    frozen, active, threshold = (
+    frozen, decay, threshold = (
         _freezing.select(grouping(updates), frozen_fraction, state.S, state.threshold, t,
                          score_history) if scores_on else (none, none, None))
-    frozen, active = treedef.unflatten(frozen), treedef.unflatten(active)
+    frozen, decay = treedef.unflatten(frozen), treedef.unflatten(decay)
 
     def step_size(s, g, g_prev, frozen):  # eq. 6: by the sign of g^{tau-1} g^tau P^tau
       q = g * g_prev if frozen is None else jnp.where(frozen, 0, g * g_prev)
@@ -251,15 +251,15 @@ def scale_by_core(
     def signed_step(u, s, frozen):  # D = u P s, with P = 0 where frozen (eq. 5)
       return u * s if frozen is None else jnp.where(frozen, 0, u * s)
 
-    def score(S, g, D, active):  # eq. 8
+    def score(S, g, D, decay):  # eq. 8
       t_hist = jnp.asarray(score_history, S.dtype)
-      if active is not None:
-        S = jnp.where(active, S * (1 - 1 / t_hist), S)
+      if decay is not None:  # 1 - 1/t_hist once tau > t_hist, else 1
+        S = S * decay
       return S + g * D / t_hist
 
     s = jax.tree.map(step_size, jax.tree.map(_dtypes.computed, state.s), g, g_prev, frozen)
     D = jax.tree.map(signed_step, u, s, frozen)
-    S = (jax.tree.map(score, jax.tree.map(_dtypes.computed, state.S), g, D, active)
+    S = (jax.tree.map(score, jax.tree.map(_dtypes.computed, state.S), g, D, decay)
          if scores_on else None)
 
     def stored(new, old):

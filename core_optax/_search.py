@@ -133,20 +133,21 @@ def is_local(x: jax.Array) -> bool:
 
 
 class _Layout(NamedTuple):
-  """Where the keys of the groups searched together lie (static, numpy).
+  """Where the values of the groups searched together lie (static, numpy).
 
   Attributes:
-    packed: ``(leaf, row)`` of the local leaves, in the packed matrix's order.
-    sharded: ``(leaf, row)`` of the other leaves.
+    packed: ``(row, member, shape)`` of the local leaves (member: the leaf's index
+      in its group), in the packed matrix's order.
+    sharded: ``(row, member)`` of the other leaves.
     block_row: the row (group) of every block of the packed matrix.
     block_start: every row's first block (0 for rows without blocks).
-    real: how many keys of every block are the row's (the rest is padding).
-    sizes: every row's number of keys.
+    real: how many values of every block are the row's (the rest is padding).
+    sizes: every row's number of values.
     collectable: rows without sharded leaves.
   """
 
-  packed: tuple[tuple[jax.Array, int], ...]
-  sharded: tuple[tuple[jax.Array, int], ...]
+  packed: tuple[tuple[int, int, tuple[int, ...]], ...]
+  sharded: tuple[tuple[int, int], ...]
   block_row: np.ndarray
   block_start: np.ndarray
   real: np.ndarray
@@ -154,35 +155,66 @@ class _Layout(NamedTuple):
   collectable: np.ndarray
 
 
+class Blocks(NamedTuple):
+  """The groups of one key dtype, their local leaves packed into one matrix.
+
+  Attributes:
+    values: ``[blocks, BLOCK]``: the local leaves' values, flattened in order and
+      each padded with 0 to whole blocks, in the groups' dtype promoted to float32.
+    sharded: the other leaves, as they are.
+    layout: where which leaf lies.
+    groups: the indices of these groups among all groups searched.
+  """
+
+  values: jax.Array
+  sharded: tuple[jax.Array, ...]
+  layout: _Layout
+  groups: np.ndarray
+
+
 def _layout(groups: Sequence[Sequence[jax.Array]]) -> _Layout:
   packed, sharded, block_row, real = [], [], [], []
   block_start = np.zeros(len(groups), np.int32)
   for row, group in enumerate(groups):
     block_start[row] = len(block_row)
-    for leaf in group:
+    for member, leaf in enumerate(group):
       if is_local(leaf):
-        packed.append((leaf, row))
-        blocks = -(-leaf.size // BLOCK)
-        block_row += [row] * blocks
+        packed.append((row, member, tuple(leaf.shape)))
+        block_row += [row] * -(-leaf.size // BLOCK)
         real += [BLOCK] * (leaf.size // BLOCK) + ([leaf.size % BLOCK] if leaf.size % BLOCK else [])
       else:
-        sharded.append((leaf, row))
+        sharded.append((row, member))
   has_sharded = np.zeros(len(groups), bool)
-  has_sharded[[row for _, row in sharded]] = True
+  has_sharded[[row for row, _ in sharded]] = True
   return _Layout(tuple(packed), tuple(sharded), np.asarray(block_row, np.int32), block_start,
                  np.asarray(real, np.int32),
                  np.array([sum(math.prod(leaf.shape) for leaf in g) for g in groups], np.int64),
                  ~has_sharded)
 
 
-def _pack(layout: _Layout, utype: type) -> jax.Array:
-  """The keys of the local leaves as a ``[blocks, BLOCK]`` matrix, each leaf padded with 0."""
-  if not layout.packed:
-    return jnp.zeros([0, BLOCK], utype)
-  parts = [jnp.pad(keys(leaf.ravel()), (0, -leaf.size % BLOCK)) for leaf, _ in layout.packed]
-  packed = jnp.concatenate(parts).reshape(-1, BLOCK)
-  # Written once, read by every count: XLA must not recompute it inside the loop.
-  return jax.lax.optimization_barrier(packed)
+def pack(groups: Sequence[Sequence[jax.Array]]) -> tuple[Blocks, ...]:
+  """The groups' values, one :class:`Blocks` per key dtype: the search's input.
+
+  The local leaves' values are copied once into the matrix (one kernel, whatever
+  the number of leaves); every read of the search computes their keys from it.
+  """
+  by_key: dict[type, list[int]] = {}
+  for j, group in enumerate(groups):
+    by_key.setdefault(key_dtype(group[0].dtype), []).append(j)
+  out = []
+  for members in by_key.values():
+    chosen = [groups[j] for j in members]
+    layout = _layout(chosen)
+    dtype = jnp.result_type(jnp.float32, *(g[0].dtype for g in chosen))
+    parts = [jnp.pad(chosen[row][m].ravel().astype(dtype), (0, -chosen[row][m].size % BLOCK))
+             for row, m, _ in layout.packed]
+    values = (jnp.concatenate(parts).reshape(-1, BLOCK) if parts
+              else jnp.zeros([0, BLOCK], dtype))
+    # Written once, read by every count: XLA must not recompute it inside the loop.
+    values = jax.lax.optimization_barrier(values)
+    out.append(Blocks(values, tuple(chosen[row][m] for row, m in layout.sharded), layout,
+                      np.asarray(members)))
+  return tuple(out)
 
 
 def _bucket(k: jax.Array, rungs: Sequence[jax.Array]) -> jax.Array:
@@ -229,7 +261,8 @@ def _halve(x: jax.Array, op) -> jax.Array:
   return x[..., 0]
 
 
-def _extremes(packed: jax.Array, sharded, block_row: np.ndarray, lo: jax.Array,
+def _extremes(packed: jax.Array, sharded: Sequence[tuple[jax.Array, int]],
+              block_row: np.ndarray, lo: jax.Array,
               hi: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Per row, the smallest and largest key in ``[lo, hi)`` (the key 0 if it holds none)."""
   rows = lo.shape[0]
@@ -362,24 +395,29 @@ def _collect(packed: jax.Array, b: _Bracket, k: jax.Array, collecting: jax.Array
   return jnp.take_along_axis(ranked, r[:, None], axis=1)[:, 0]
 
 
-def _search(groups: Sequence[Sequence[jax.Array]], k: jax.Array, guess: jax.Array | None,
+def _packed_keys(blocks: Blocks) -> jax.Array:
+  """:func:`keys` of the packed values; padding gets the key 0, below every key."""
+  real = blocks.layout.real[:, None] > np.arange(BLOCK)
+  return jnp.where(real, keys(blocks.values), 0)
+
+
+def _search(blocks: Blocks, k: jax.Array, guess: jax.Array | None,
             live: jax.Array) -> tuple[jax.Array, jax.Array]:
   """The ``k[row]``-th largest key of every row (group), and how many counting reads it took."""
-  layout = _layout(groups)
-  dtype = jnp.promote_types(jnp.float32, groups[0][0].dtype)
+  layout = blocks.layout
+  dtype = blocks.values.dtype
   utype = key_dtype(dtype)
   ftype = jnp.float64 if utype == jnp.uint64 else jnp.float32
-  rows = len(groups)
-  packed = _pack(layout, utype)
+  rows = len(layout.sizes)
   top = ~utype(0)  # above every key: NaN's is top - 1
-  sizes = jnp.asarray(layout.sizes.astype(np.int32))
   init = _Bracket(
       lo=jnp.where(live, utype(1), top - 1),  # groups not searched are done, at NaN
-      hi=jnp.where(live, top, top),
-      c_lo=sizes, c_hi=jnp.zeros([rows], jnp.int32),
+      hi=jnp.full([rows], top),
+      c_lo=jnp.asarray(layout.sizes.astype(np.int32)), c_hi=jnp.zeros([rows], jnp.int32),
       block_lo=jnp.asarray(layout.real), block_hi=jnp.zeros(layout.real.shape, jnp.int32))
   first = None if guess is None else ladder(keys(guess.astype(dtype)), dtype)
   collectable = jnp.asarray(layout.collectable)
+  sharded = tuple(zip(blocks.sharded, (row for row, _ in layout.sharded)))
 
   def unfinished(state):
     b = state[0]
@@ -390,9 +428,9 @@ def _search(groups: Sequence[Sequence[jax.Array]], k: jax.Array, guess: jax.Arra
   def count(b, reads):
     rungs = _rungs(b, k, first, ftype) if first is None else jax.lax.cond(
         reads == 0, lambda: _rungs(b, k, first, ftype), lambda: _rungs(b, k, None, ftype))
-    block = _block_counts(packed, rungs, layout.block_row)
+    block = _block_counts(_packed_keys(blocks), rungs, layout.block_row)
     counts = jax.ops.segment_sum(block, layout.block_row, rows, indices_are_sorted=True)
-    for leaf, row in layout.sharded:
+    for leaf, row in sharded:
       counts = counts.at[row].add(_leaf_counts(leaf, rungs[row]))
     new = _narrow(b, k, rungs, counts, block, layout.block_row)
     # Keys that a count leaves crowded (a tie, or a cluster narrower than its gaps) ...
@@ -401,7 +439,7 @@ def _search(groups: Sequence[Sequence[jax.Array]], k: jax.Array, guess: jax.Arra
 
   def cut(b, reads):
     # ... are cut to their smallest and largest key: the counts at both stay.
-    low, high = _extremes(packed, layout.sharded, layout.block_row, b.lo, b.hi)
+    low, high = _extremes(_packed_keys(blocks), sharded, layout.block_row, b.lo, b.hi)
     searching = b.hi - b.lo > 1
     return b._replace(lo=jnp.where(searching, low, b.lo),
                       hi=jnp.where(searching, high + 1, b.hi)), jnp.zeros_like(searching)
@@ -416,7 +454,7 @@ def _search(groups: Sequence[Sequence[jax.Array]], k: jax.Array, guess: jax.Arra
                                    (init, jnp.full([rows], guess is None), jnp.int32(0)))
   collecting = (b.hi - b.lo > 1) & collectable
   if layout.packed:
-    found = jnp.where(collecting, _collect(packed, b, k, collecting, layout), b.lo)
+    found = jnp.where(collecting, _collect(_packed_keys(blocks), b, k, collecting, layout), b.lo)
   else:
     found = b.lo
   return found, reads
@@ -438,27 +476,30 @@ class Selection(NamedTuple):
   reads: jax.Array
 
 
-def search(groups: Sequence[Sequence[jax.Array]], k: jax.typing.ArrayLike | Sequence,
-           guess: jax.typing.ArrayLike | None = None,
+def search(groups: Sequence[Sequence[jax.Array]] | tuple[Blocks, ...],
+           k: jax.typing.ArrayLike | Sequence, guess: jax.typing.ArrayLike | None = None,
            needed: jax.typing.ArrayLike | None = None) -> Selection:
-  """:func:`kth_largest`, and how many reads over the scores it made (for tests and studies)."""
+  """:func:`kth_largest`, and how many reads over the values it made.
+
+  ``groups`` may also be what :func:`pack` made of them, for a caller that reads
+  the packed values too (CoRe's freezing masks).
+  """
+  blocks = groups if groups and isinstance(groups[0], Blocks) else pack(groups)
+  n = sum(len(b.groups) for b in blocks)
+  sizes = np.zeros(n, np.int64)
+  for b in blocks:
+    sizes[b.groups] = b.layout.sizes
   k = jnp.stack([jnp.asarray(x, jnp.int32) for x in k]) if isinstance(k, Sequence) else k
-  sizes = np.array([sum(math.prod(leaf.shape) for leaf in g) for g in groups], np.int64)
   k = jnp.clip(jnp.asarray(k, jnp.int32), 1, jnp.asarray(np.maximum(sizes, 1).astype(np.int32)))
-  live = jnp.ones(len(groups), bool) if needed is None else jnp.asarray(needed, bool)
-  dtype = jnp.result_type(jnp.float32, *(g[0].dtype for g in groups))
-  out = jnp.full(len(groups), jnp.nan, dtype)
+  live = jnp.ones(n, bool) if needed is None else jnp.asarray(needed, bool)
+  dtype = jnp.result_type(*(b.values.dtype for b in blocks))
+  out = jnp.full(n, jnp.nan, dtype)
   reads = jnp.float32(0)
-  by_key: dict[type, list[int]] = {}
-  for j, group in enumerate(groups):
-    by_key.setdefault(key_dtype(group[0].dtype), []).append(j)
-  for members in by_key.values():
-    rows = np.asarray(members)
-    g = None if guess is None else jnp.asarray(guess)[rows]
-    found, n = _search([groups[j] for j in members], k[rows], g, live[rows])
-    out = out.at[rows].set(value(found, jnp.promote_types(groups[members[0]][0].dtype,
-                                                          jnp.float32)).astype(dtype))
-    reads += n * np.float32(sizes[rows].sum() / max(sizes.sum(), 1))
+  for b in blocks:
+    g = None if guess is None else jnp.asarray(guess)[b.groups]
+    found, count = _search(b, k[b.groups], g, live[b.groups])
+    out = out.at[b.groups].set(value(found, b.values.dtype).astype(dtype))
+    reads += count * np.float32(sizes[b.groups].sum() / max(sizes.sum(), 1))
   return Selection(out, reads)
 
 
