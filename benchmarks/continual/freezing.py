@@ -1,19 +1,21 @@
-"""CoRe's freezing measured from its state, and CoRe freezing random weights (the controls).
+"""CoRe freezing random weights (the controls), and CoRe's state inside an optimizer state.
 
 CoRe freezes, in each update after the first ``t_hist`` (paper eq. 5), every weight of a
 group whose importance score is at least ``TIE_TOLERANCE`` times the group's
-``floor(p_frozen n)``-th largest score, as the reference does. :func:`frozen_masks` reads
-that selection back from the states before and after an update (the scores it used and
-the threshold it stored), which counts the tie band's excess over ``floor(p_frozen n)``.
-In the standard run of ``python -m benchmarks continual`` that excess was at most 9 weights
-(0.05% of the 2,502 or 17,610) at any update; the band grows only where many scores crowd
-just below the threshold.
+``floor(p_frozen n)``-th largest score, as the reference does. The benchmarks read that
+selection with :func:`core_optax.frozen_mask` on the state an update starts from, which
+counts the tie band's excess over ``floor(p_frozen n)``. In the standard run of
+``python -m benchmarks continual`` that excess was at most 9 weights (0.05% of the 2,502
+or 17,610) at any update; the band grows only where many scores crowd just below the
+threshold.
 
 :func:`core_with_random_freezing` is CoRe that freezes the same number of weights chosen
 at random instead of by importance: it overwrites CoRe's scores with uniform random
 numbers before every update, so CoRe's own selection picks ``floor(p_frozen n)`` random
 weights per leaf (continuous scores leave no ties). A fresh choice per update, or one
-fixed choice, tells whether the importance ranking is what helps.
+fixed choice, tells whether the importance ranking is what helps. Its state holds the
+random scores the next update reads, so :func:`core_optax.frozen_mask` reads its frozen
+weights too.
 """
 
 from __future__ import annotations
@@ -35,34 +37,6 @@ def core_state(state: optax.OptState) -> core_optax.ScaleByCoreState | None:
   """The first :class:`core_optax.ScaleByCoreState` inside an optimizer state, or ``None``."""
   found = [x for x in jax.tree.leaves(state, is_leaf=_is_core_state) if _is_core_state(x)]
   return found[0] if found else None
-
-
-def frozen_masks(before: core_optax.ScaleByCoreState, after: core_optax.ScaleByCoreState,
-                 frozen_fraction: float, score_history: int) -> list[jax.Array]:
-  """Per leaf, which weights the update from ``before`` to ``after`` froze (``P = 0``).
-
-  Valid for CoRe with ``groups=None`` (every leaf its own group, the default) and a number
-  ``frozen_fraction``: eq. 5 with the reference's tie band, from the scores of ``before``
-  and the threshold the update stored in ``after``.
-
-  Args:
-    before: the CoRe state the update started from.
-    after: the state it returned.
-    frozen_fraction: ``p_frozen``.
-    score_history: ``t_hist``.
-
-  Returns:
-    One bool array per leaf, in ``jax.tree.leaves`` order.
-  """
-  active = before.tau >= score_history  # tau > t_hist for the update in progress
-  masks = []
-  for column, scores in enumerate(jax.tree.leaves(before.S)):
-    if int(frozen_fraction * scores.size) == 0:
-      masks.append(jnp.zeros(scores.shape, bool))
-      continue
-    threshold = after.threshold[0, column]
-    masks.append(active & (scores >= core_optax.TIE_TOLERANCE * threshold))
-  return masks
 
 
 class RandomFreezingState(NamedTuple):

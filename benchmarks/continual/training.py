@@ -5,9 +5,10 @@ shuffles the stage's examples into batches, takes one optimizer step per batch a
 evaluates the model on every test set of the scenario. The first update of every stage
 after the first is told ``task_boundary=True`` (Synaptic Intelligence consolidates there;
 the other optimizers ignore it). For optimizers that freeze, every update also records
-how many weights it froze and how many of those were frozen at the stage's reference
-update, the first one that froze weights in the stage (:mod:`.freezing`), from which the
-report measures the frozen fraction and how long the frozen set persists.
+how many weights it froze (:func:`core_optax.frozen_mask` of the state it starts from) and
+how many of those were frozen at the stage's reference update, the first one that froze
+weights in the stage, from which the report measures the frozen fraction and how long the
+frozen set persists.
 
 The stages run in one ``lax.scan``, so a configuration compiles one training step and
 one evaluation however many stages it has; stages of different sizes (the growing
@@ -27,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.continual import freezing
+import core_optax
 
 Data = Any
 Init = Callable[[jax.Array], optax.Params]
@@ -139,9 +140,8 @@ def train(make_tx: Callable[[Any], optax.GradientTransformationExtraArgs], hyper
     updates, new_state = tx.update(grads, opt_state, params, task_boundary=boundary)
     out = {}
     if frozen is not None:
-      masks = freezing.frozen_masks(freezing.core_state(opt_state),
-                                    freezing.core_state(new_state), frozen.frozen_fraction,
-                                    frozen.score_history)
+      masks = jax.tree.leaves(core_optax.frozen_mask(  # what this update froze
+          opt_state, score_history=frozen.score_history, frozen_fraction=frozen.frozen_fraction))
       count = sum(jnp.sum(m) for m in masks)
       take = ~have_reference & (count > 0)
       reference = [jnp.where(take, m, r) for m, r in zip(masks, reference)]

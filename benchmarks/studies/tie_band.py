@@ -8,9 +8,8 @@ of 64) with CoRe at ``p_frozen = 0.1``, every leaf its own group, for ``t_hist``
 {250, 1000, 5000} (and a large step size that kills ReLU units), and counts per leaf and
 update:
 
-- *frozen*: the weights eq. 5 froze (``P = 0``), read from the state: the scores before
-  the update against the threshold the update stored; the excess is this minus
-  ``floor(p n)``;
+- *frozen*: the weights eq. 5 froze (``P = 0``), read from the state the update starts
+  from with :func:`core_optax.frozen_mask`; the excess is this minus ``floor(p n)``;
 - *not moved*: the weights whose update is exactly 0, what a user who checks
   ``updates == 0`` sees; it adds, to the frozen weights, every weight whose gradient
   has been exactly 0 so far (weights of a constant-zero pixel, of a dead unit);
@@ -33,7 +32,6 @@ import numpy as np
 import optax
 from sklearn.datasets import load_digits
 
-from benchmarks.continual import freezing
 from benchmarks.studies.selection_passes import loss  # the same ReLU MLP's loss
 import core_optax
 
@@ -87,10 +85,10 @@ def train(config: Config, n_steps: int) -> dict[str, np.ndarray]:
     batch = jax.random.randint(key, (BATCH,), 0, x.shape[0])
     grads = jax.grad(loss)(params, x[batch], y[batch])
     updates, new_state = tx.update(grads, state, params)
-    before, after = state[0], new_state[0]
-    masks = freezing.frozen_masks(before, after, P_FROZEN, config.score_history)
+    masks = jax.tree.leaves(core_optax.frozen_mask(state, score_history=config.score_history,
+                                                   frozen_fraction=P_FROZEN))
     frozen, still, zero = [], [], []
-    for mask, scores, update in zip(masks, jax.tree.leaves(before.S), jax.tree.leaves(updates)):
+    for mask, scores, update in zip(masks, jax.tree.leaves(state[0].S), jax.tree.leaves(updates)):
       frozen.append(jnp.sum(mask))
       still.append(jnp.sum(update == 0))
       zero.append(jnp.sum(scores == 0))
