@@ -11,8 +11,9 @@ paths of a Flax NNX model, through a callable, like optax's masks:
   the second and none of the output layer.
 
 Each kernel's frozen weights are chosen among that kernel only (the top-k runs
-per group). The script prints how many weights each group froze in its last
-step::
+per group). ``core_optax.frozen_mask`` reads from the optimizer state which
+weights the next update freezes; the script prints how many weights each group
+froze in its last step::
 
   python examples/param_groups.py              # a few seconds
   python examples/param_groups.py --steps 50
@@ -107,10 +108,11 @@ def main(steps: int = 300, batch_size: int = 128, score_history: int = 50, seed:
     seed: initialisation and batch-order seed.
 
   Returns:
-    ``{"last_loss": float, "groups": {label: {"size", "frozen", "expected_frozen"}}}``
-    where ``frozen`` counts weights whose update was exactly zero in the last
-    step and ``expected_frozen`` is ``floor(frozen_fraction * size)`` once
-    freezing is active, else 0.
+    ``{"last_loss": float, "groups": {label: {"size", "frozen", "frozen_moved",
+    "expected_frozen"}}}`` where ``frozen`` counts the weights that
+    ``core_optax.frozen_mask`` says the last step froze, ``frozen_moved`` those of
+    them whose update was not zero (none), and ``expected_frozen`` is
+    ``floor(frozen_fraction * size)`` once freezing is active, else 0.
   """
   x, y = digits()
   model = MLP(x.shape[1], rngs=nnx.Rngs(seed))
@@ -123,15 +125,23 @@ def main(steps: int = 300, batch_size: int = 128, score_history: int = 50, seed:
   )
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   rng = np.random.default_rng(seed)
-  for _ in range(steps):
+  for step in range(steps):
+    if step == steps - 1:
+      # The weights the last step freezes, from the state it starts from, given the
+      # optimizer's own settings (nnx keeps the state in Variables: as_pure unwraps them).
+      frozen = core_optax.frozen_mask(nnx.as_pure(optimizer.opt_state),
+                                      score_history=score_history,
+                                      frozen_fraction=FROZEN_FRACTION, groups=param_labels)
     batch = rng.integers(0, len(x), batch_size)
     loss, updates = train_step(model, optimizer, x[batch], y[batch])
 
   labels = jax.tree.leaves(param_labels(updates))
-  groups = {label: {"size": 0, "frozen": 0, "expected_frozen": 0} for label in WEIGHT_DECAY}
-  for label, update in zip(labels, jax.tree.leaves(updates)):
+  groups = {label: {"size": 0, "frozen": 0, "frozen_moved": 0, "expected_frozen": 0}
+            for label in WEIGHT_DECAY}
+  for label, mask, update in zip(labels, jax.tree.leaves(frozen), jax.tree.leaves(updates)):
     groups[label]["size"] += update.size
-    groups[label]["frozen"] += int(jnp.sum(update == 0))
+    groups[label]["frozen"] += int(jnp.sum(mask))
+    groups[label]["frozen_moved"] += int(jnp.sum(mask & (update != 0)))
   freezing = steps > score_history
   print(f"loss after {steps} steps: {float(loss):.4f}")
   print(f"{'group':>9} {'decay':>6} {'p_frozen':>8} {'size':>6} {'frozen':>6} "

@@ -53,7 +53,8 @@ def test_param_groups_freeze_floor_of_each_groups_fraction_within_the_group():
   assert set(groups) == {"hidden1", "hidden2", "out", "no_decay"}
   assert groups["hidden1"]["expected_frozen"] == int(0.1 * groups["hidden1"]["size"]) > 0
   for label, g in groups.items():
-    assert g["frozen"] == g["expected_frozen"], (label, g)
+    assert g["frozen"] == g["expected_frozen"], (label, g)  # core_optax.frozen_mask's count
+    assert g["frozen_moved"] == 0, (label, g)
 
 
 def test_param_groups_label_callable_sees_nnx_variables_and_arrays_alike():
