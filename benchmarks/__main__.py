@@ -19,6 +19,7 @@ The studies (benchmarks/studies, one module each):
   python -m benchmarks accelerator-cost [--platform cpu|tpu] [--sizes N ...] [--passes P ...]
   python -m benchmarks state-dtype-accuracy
   python -m benchmarks selection-passes [--steps 600]
+  python -m benchmarks model-trees [--reps 30] [--out FILE]
   python -m benchmarks chunked-reductions
   python -m benchmarks vmap-selection
   python -m benchmarks vmap-speedup [--task AEF] [--optimizer CoRe] [--seeds 5] [--mode quick]
@@ -56,7 +57,9 @@ STUDIES = {
     "accelerator-cost": ("accelerator_cost", "bytes accessed per step on a TPU v5e 2x4 slice, "
                          "every selection pass counted"),
     "state-dtype-accuracy": ("state_dtype_accuracy", "accuracy cost of bfloat16 state"),
-    "selection-passes": ("selection_passes", "passes over the scores of freezing's selection"),
+    "selection-passes": ("selection_passes", "reads of the scores per update by freezing's search"),
+    "model-trees": ("model_trees", "compile and step time of freezing on a GPT-style tree and on "
+                    "300 and 600 leaves"),
     "chunked-reductions": ("chunked_reductions", "why the selection counts in chunks"),
     "vmap-selection": ("vmap_selection", "what freezing costs under vmap"),
     "vmap-speedup": ("vmap_speedup", "time vmapped seeds of a task against a Python loop"),

@@ -261,21 +261,31 @@ def _halve(x: jax.Array, op) -> jax.Array:
   return x[..., 0]
 
 
-def _extremes(packed: jax.Array, sharded: Sequence[tuple[jax.Array, int]],
-              block_row: np.ndarray, lo: jax.Array,
-              hi: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Per row, the smallest and largest key in ``[lo, hi)`` (the key 0 if it holds none)."""
-  rows = lo.shape[0]
+def _count(blocks: Blocks, rungs: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """One read: per block and per row, ``#(keys >= rungs[row, t])`` (int32, ``[.., RUNGS]``)."""
+  layout = blocks.layout
+  block = _block_counts(_packed_keys(blocks), rungs, layout.block_row)
+  counts = jax.ops.segment_sum(block, layout.block_row, len(layout.sizes),
+                               indices_are_sorted=True)
+  for leaf, (row, _) in zip(blocks.sharded, layout.sharded):
+    counts = counts.at[row].add(_leaf_counts(leaf, rungs[row]))
+  return block, counts
+
+
+def _extremes(blocks: Blocks, lo: jax.Array, hi: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """One read: per row, the smallest and largest key in ``[lo, hi)`` (0 if it holds none)."""
+  block_row = blocks.layout.block_row
 
   def largest(k, lo, hi):  # of keys and of their complements (the smallest)
     inside = (k >= lo) & (k < hi)
     return jnp.where(inside, ~k, 0), jnp.where(inside, k, 0)
 
-  low, high = largest(packed, lo[block_row][:, None], hi[block_row][:, None])
+  low, high = largest(_packed_keys(blocks), lo[block_row][:, None], hi[block_row][:, None])
+  rows = lo.shape[0]
   low = jax.ops.segment_max(_halve(low, jnp.maximum), block_row, rows, indices_are_sorted=True)
   high = jax.ops.segment_max(_halve(high, jnp.maximum), block_row, rows, indices_are_sorted=True)
   low, high = jnp.maximum(low, 0), jnp.maximum(high, 0)  # rows without blocks
-  for leaf, row in sharded:
+  for leaf, (row, _) in zip(blocks.sharded, blocks.layout.sharded):
     small, large = largest(keys(leaf), lo[row], hi[row])
     low, high = low.at[row].max(jnp.max(small)), high.at[row].max(jnp.max(large))
   return ~low, high
@@ -417,7 +427,6 @@ def _search(blocks: Blocks, k: jax.Array, guess: jax.Array | None,
       block_lo=jnp.asarray(layout.real), block_hi=jnp.zeros(layout.real.shape, jnp.int32))
   first = None if guess is None else ladder(keys(guess.astype(dtype)), dtype)
   collectable = jnp.asarray(layout.collectable)
-  sharded = tuple(zip(blocks.sharded, (row for row, _ in layout.sharded)))
 
   def unfinished(state):
     b = state[0]
@@ -428,10 +437,7 @@ def _search(blocks: Blocks, k: jax.Array, guess: jax.Array | None,
   def count(b, reads):
     rungs = _rungs(b, k, first, ftype) if first is None else jax.lax.cond(
         reads == 0, lambda: _rungs(b, k, first, ftype), lambda: _rungs(b, k, None, ftype))
-    block = _block_counts(_packed_keys(blocks), rungs, layout.block_row)
-    counts = jax.ops.segment_sum(block, layout.block_row, rows, indices_are_sorted=True)
-    for leaf, row in sharded:
-      counts = counts.at[row].add(_leaf_counts(leaf, rungs[row]))
+    block, counts = _count(blocks, rungs)
     new = _narrow(b, k, rungs, counts, block, layout.block_row)
     # Keys that a count leaves crowded (a tie, or a cluster narrower than its gaps) ...
     stuck = (b.hi - b.lo > 1) & (2 * (new.c_lo - new.c_hi) > b.c_lo - b.c_hi)
@@ -439,7 +445,7 @@ def _search(blocks: Blocks, k: jax.Array, guess: jax.Array | None,
 
   def cut(b, reads):
     # ... are cut to their smallest and largest key: the counts at both stay.
-    low, high = _extremes(_packed_keys(blocks), sharded, layout.block_row, b.lo, b.hi)
+    low, high = _extremes(blocks, b.lo, b.hi)
     searching = b.hi - b.lo > 1
     return b._replace(lo=jnp.where(searching, low, b.lo),
                       hi=jnp.where(searching, high + 1, b.hi)), jnp.zeros_like(searching)

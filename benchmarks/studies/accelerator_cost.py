@@ -15,25 +15,21 @@ collectives of the compiled HLO (``sharded_step.collectives``; a collective in
 a loop counts once).
 
 XLA's cost analysis counts a while loop's body once (and of a ``lax.cond``, its
-costlier branch), but the exact selection of eq. 5 loops: one pass over the
-scores per iteration and branch (a count, or a cut to a bracket's extremes).
-The study therefore compiles one pass on its own, on the step's scores (the
-parameters' shapes, dtype and shardings): ``_selection._count``, the count of
-keys above two thresholds per group, and ``_selection._smallest_and_largest``,
-the extremes of a cut (internal functions of the selection, see
-``core_optax._selection.search``, the internal entry point that counts the
-passes), and takes the costlier as the bytes of one pass. For ``p`` passes per
-update it reports ``bytes(step) + (p - 1) * bytes(pass)``: the step as
-counted holds at least one pass, so this counts every pass. It also compiles
-``_selection.search`` alone on the same scores (from guesses, as the
-optimizer does): its bytes over those of a pass say how many passes the cost
-analysis counts in the loop. Where that is 2 (a count and a cut, each
-``lax.cond`` at its costlier branch), the estimate counts one pass more than
-the search makes. ``p`` defaults to the median and
-the maximum passes per update that ``python -m benchmarks selection-passes
---steps 450`` measured (median 6, mean 6.2, max 9); pass others with
-``--passes``. "Bytes accessed" is XLA's estimate of memory traffic, not a
-timing.
+costlier branch), but the exact search of eq. 5's thresholds loops: one read of
+the scores per iteration (a count against 8 rungs per group, or a cut of the
+brackets to their extremes). The study therefore compiles one read on its own,
+on the step's scores (the parameters' shapes, dtype and shardings, packed as the
+search packs them): ``_search._count`` and ``_search._extremes`` (the search's
+two kinds of read, internal functions of ``core_optax._search``; its entry point
+for measurements, ``_search.search``, counts the reads), and takes the costlier
+as the bytes of one read. For ``p`` reads per update it reports
+``bytes(step) + (p - 1) * bytes(read)``: the step as counted holds at least one
+read, so this counts every read. It also compiles ``_search.search`` alone on
+the same scores (from guesses, as the optimizer does): its bytes over those of a
+read say how many reads the cost analysis counts in the loop. ``p`` defaults to
+the median and the maximum reads per update that ``python -m benchmarks
+selection-passes`` measured (median 2, max 7); pass others with ``--passes``.
+"Bytes accessed" is XLA's estimate of memory traffic, not a timing.
 
 The verb runs the compilation in a fresh process, with ``JAX_PLATFORMS=cpu``
 (libtpu only compiles) and 8 host CPU devices also under ``--platform tpu``:
@@ -68,10 +64,10 @@ import optax
 
 from benchmarks.studies import sharded_step
 import core_optax
-from core_optax import _selection
+from core_optax import _search
 
 SIZES = (1 << 20, 8 << 20)  # 1.05e6 and 8.39e6 parameters (the issue's 8.4M)
-PASSES = (6, 9)  # median and max per update: python -m benchmarks selection-passes --steps 450
+PASSES = (2, 7)  # median and max reads per update: python -m benchmarks selection-passes
 TOPOLOGY = "v5e:2x4"
 TPU_ENV = {"TPU_ACCELERATOR_TYPE": "v5litepod-8", "TPU_WORKER_HOSTNAMES": "localhost"}
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -108,7 +104,7 @@ def every_pass(step_bytes: float, pass_bytes: float, passes: float) -> float:
 
 
 def selection_bytes(n: int, on: jax.sharding.Mesh) -> dict[str, float]:
-  """Bytes accessed by one pass of the selection (a count, a cut) and by the search, alone.
+  """Bytes accessed by one read of the search (a count, a cut) and by the search, alone.
 
   On freezing's scores for :func:`sharded_step.tree` (every leaf its own
   group): the parameters' shapes, dtype and shardings, as the state's ``S``.
@@ -116,19 +112,18 @@ def selection_bytes(n: int, on: jax.sharding.Mesh) -> dict[str, float]:
   params, _ = sharded_step.tree(n, on)
   leaves = tuple(jax.tree.leaves(params))
   rows = len(leaves)
-  scores = lambda leaves: _selection._Scores(leaves, tuple(range(rows)), rows)
+  groups = lambda leaves: [[leaf] for leaf in leaves]
   replicated = NamedSharding(on, P())
-  keys = jax.ShapeDtypeStruct((rows,), jnp.uint32, sharding=replicated)
-  count = jax.jit(lambda leaves, c1, c2: _selection._count(scores(leaves), c1, c2))
-  cut = jax.jit(lambda leaves, lo, hi: _selection._smallest_and_largest(
-      scores(leaves), lo, hi, jnp.uint32))
+  rungs = jax.ShapeDtypeStruct((rows, _search.RUNGS), jnp.uint32, sharding=replicated)
+  bounds = jax.ShapeDtypeStruct((rows,), jnp.uint32, sharding=replicated)
+  count = jax.jit(lambda leaves, rungs: _search._count(_search.pack(groups(leaves))[0], rungs))
+  cut = jax.jit(lambda leaves, lo, hi: _search._extremes(_search.pack(groups(leaves))[0], lo, hi))
   ks = [int(core_optax.STABILITY_PLASTICITY["frozen_fraction"] * leaf.size) for leaf in leaves]
-  search = jax.jit(lambda leaves, guesses: _selection.search(
-      [[leaf] for leaf in leaves], ks, guesses).thresholds)
-  guesses = [jax.ShapeDtypeStruct((), jnp.float32, sharding=replicated)] * rows
-  out = {name: cost(fn.lower(leaves, keys, keys).compile())[0]
-         for name, fn in (("count", count), ("cut", cut))}
-  out["search"] = cost(search.lower(leaves, guesses).compile())[0]
+  search = jax.jit(lambda leaves, guesses: _search.search(groups(leaves), ks, guesses).thresholds)
+  guesses = jax.ShapeDtypeStruct((rows,), jnp.float32, sharding=replicated)
+  out = {"count": cost(count.lower(leaves, rungs).compile())[0],
+         "cut": cost(cut.lower(leaves, bounds, bounds).compile())[0],
+         "search": cost(search.lower(leaves, guesses).compile())[0]}
   out["pass"] = max(out["count"], out["cut"])
   return out
 
@@ -197,8 +192,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES),
                       help="parameters (about; multiples of 1024)")
   parser.add_argument("--passes", type=float, nargs="+", default=list(PASSES),
-                      help="passes per update to estimate for (default: median and max of "
-                      "`python -m benchmarks selection-passes --steps 450`)")
+                      help="reads of the scores per update to estimate for (default: median "
+                      "and max of `python -m benchmarks selection-passes`)")
 
 
 def _options(args: argparse.Namespace) -> list[str]:

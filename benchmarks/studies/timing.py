@@ -40,6 +40,19 @@ def small_leaves_shapes(n: int, layers: int = 150) -> list[tuple[int, ...]]:
   return [s for _ in range(layers) for s in ((a, m // a - 1), (m // a - 1,))]
 
 
+def gpt_shapes(layers: int = 12, width: int = 128, vocab: int = 256,
+               context: int = 256) -> list[tuple[int, ...]]:
+  """A GPT-style decoder's parameter tree: 148 leaves and 2.4e6 weights with the defaults.
+
+  Token and position embeddings; per layer LayerNorm scale and bias (twice), the qkv and
+  attention-output kernels and biases, and the MLP's kernels (4x wide) and biases; a final
+  LayerNorm.
+  """
+  block = [(width,), (width,), (width, 3 * width), (3 * width,), (width, width), (width,),
+           (width,), (width,), (width, 4 * width), (4 * width,), (4 * width, width), (width,)]
+  return [(vocab, width), (context, width), *block * layers, (width,), (width,)]
+
+
 def arrays(shapes, seed: int, scale: float = 1.0) -> list[np.ndarray]:
   rng = np.random.default_rng(seed)
   return [(rng.normal(size=s) * scale).astype(np.float32) for s in shapes]
