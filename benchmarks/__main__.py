@@ -20,7 +20,6 @@ The studies (benchmarks/studies, one module each):
   python -m benchmarks state-dtype-accuracy
   python -m benchmarks selection-passes [--steps 600]
   python -m benchmarks model-trees [--reps 30] [--out FILE]
-  python -m benchmarks chunked-reductions
   python -m benchmarks vmap-selection
   python -m benchmarks vmap-speedup [--task AEF] [--optimizer CoRe] [--seeds 5] [--mode quick]
   python -m benchmarks tie-band [--steps 3000]
@@ -60,7 +59,6 @@ STUDIES = {
     "selection-passes": ("selection_passes", "reads of the scores per update by freezing's search"),
     "model-trees": ("model_trees", "compile and step time of freezing on a GPT-style tree and on "
                     "300 and 600 leaves"),
-    "chunked-reductions": ("chunked_reductions", "why the selection counts in chunks"),
     "vmap-selection": ("vmap_selection", "what freezing costs under vmap"),
     "vmap-speedup": ("vmap_speedup", "time vmapped seeds of a task against a Python loop"),
     "tie-band": ("tie_band", "weights the tie band of eq. 5 freezes beyond floor(p n)"),

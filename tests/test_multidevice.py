@@ -61,8 +61,10 @@ def test_freezing_across_shards_with_an_explicit_sharding_mesh():
 def _problem(freezing: bool):
   """A two-layer regression and CoRe with two groups (kernels, biases), each spanning two leaves.
 
-  The kernel group (1536 weights) and the bias group (72) take different selection
-  paths in core_optax._selection (counting vs. lax.top_k for small groups).
+  core_optax._search packs the keys of leaves whole on every device into blocks and counts
+  sharded leaves in place (their counts all-reduced). Sharded as in _named_sharding_case,
+  the kernel group (1536 weights) is sharded only and the bias group (72) mixes a sharded
+  leaf (the hidden bias) with a whole one (the output bias); unsharded, both are packed.
   """
   import jax
   import jax.numpy as jnp

@@ -10,7 +10,7 @@ VERBS = ["run", "report", *cli.STUDIES]
 def test_every_study_has_a_verb_and_its_hooks():
   assert set(cli.STUDIES) == {"step-speed", "sharded-step", "accelerator-cost",
                               "state-dtype-accuracy",
-                              "selection-passes", "chunked-reductions", "vmap-selection",
+                              "selection-passes", "model-trees", "vmap-selection",
                               "vmap-speedup", "tie-band"}
   for verb in cli.STUDIES:
     module = cli._study(verb)
