@@ -44,6 +44,10 @@ autodoc_type_aliases = {
     "jax.typing.ArrayLike": "jax.typing.ArrayLike",
     "jax.typing.DTypeLike": "jax.typing.DTypeLike",
     "optax.ScalarOrSchedule": "optax.ScalarOrSchedule",
+    # chex.ArrayTree, a recursive union: evaluated, its ForwardRef('ArrayTree') fails and
+    # every annotation of the signature stays unresolved.
+    "optax.OptState": "optax.OptState",
+    "optax.Updates": "optax.Updates",
 }
 
 napoleon_google_docstring = True
@@ -56,9 +60,8 @@ html_title = f"core_optax {release}"
 
 def _named_aliases(app, what, name, obj, options, signature, return_annotation):
   """Sphinx prints an alias inside ``X | None`` as ``TypeAliasForwardRef('X') | None``."""
-  if signature:
-    signature = re.sub(r"TypeAliasForwardRef\('([^']*)'\)", r"\1", signature)
-  return signature, return_annotation
+  named = lambda text: text and re.sub(r"TypeAliasForwardRef\('([^']*)'\)", r"\1", text)
+  return named(signature), named(return_annotation)
 
 
 @functools.cache
