@@ -238,7 +238,7 @@ def _block_counts(packed: jax.Array, rungs: jax.Array, block_row: np.ndarray) ->
     words.append(_halve(field, jnp.add))
   per_bucket = jnp.stack([(words[t // 4] >> (8 * (t % 4))) & 0xFF for t in range(RUNGS)], axis=1)
   # Keys at or above rung t are those in buckets t + 1 and higher.
-  return jnp.flip(jnp.cumsum(jnp.flip(per_bucket.astype(jnp.int32), 1), axis=1), 1)
+  return jax.lax.associative_scan(jnp.add, per_bucket.astype(jnp.int32), reverse=True, axis=1)
 
 
 def _leaf_counts(leaf: jax.Array, rungs: jax.Array) -> jax.Array:
@@ -248,7 +248,8 @@ def _leaf_counts(leaf: jax.Array, rungs: jax.Array) -> jax.Array:
   b = _bucket(keys(leaf), list(rungs)).astype(jnp.int32)
   mesh = jax.typeof(leaf).sharding.mesh
   explicit = any(t == jax.sharding.AxisType.Explicit for t in mesh.axis_types)
-  replicated = {"out_sharding": jax.sharding.PartitionSpec()} if explicit else {}
+  replicated = ({"out_sharding": jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())}
+                if explicit else {})
   per_bucket = jnp.zeros(RUNGS + 1, jnp.int32).at[b].add(1, **replicated)
   return jnp.cumsum(per_bucket[::-1])[::-1][1:]
 
@@ -348,6 +349,16 @@ def _rungs(b: _Bracket, k: jax.Array, first: jax.Array | None, ftype: type) -> j
     offsets = jnp.minimum(interpolated_rungs(b, k, ftype), cap).astype(utype)
     offsets = jnp.minimum(offsets, span[:, None] - 1)
     rungs = b.lo[:, None] + offsets
+    # A bracket still open on one side (the k-th key lies beyond every rung so far on
+    # that side) is searched outward from its known end, at doubling distances.
+    unit = utype(1 << (jnp.finfo(ftype).nmant - FIRST_SPREAD))
+    steps = jnp.asarray([16 << i for i in range(RUNGS)], utype) * unit
+    top = ~utype(0)
+    up = jnp.where(b.lo[:, None] < top - steps, b.lo[:, None] + steps, top)
+    down = jnp.where(b.hi[:, None] > steps, b.hi[:, None] - steps, 1)
+    open_up = (b.hi == top) & (b.lo > 1)
+    open_down = (b.lo == 1) & (b.hi < top)
+    rungs = jnp.where(open_up[:, None], up, jnp.where(open_down[:, None], down, rungs))
   else:
     rungs = first
   rungs = jnp.clip(rungs, b.lo[:, None] + 1, jnp.maximum(b.hi, b.lo + 2)[:, None] - 1)
@@ -389,7 +400,8 @@ def _collect(packed: jax.Array, b: _Bracket, k: jax.Array, collecting: jax.Array
   bracket counts: its block is gathered, and the key picked by its rank in the block.
   """
   m_block = jnp.where(collecting[layout.block_row], b.block_lo - b.block_hi, 0)
-  ends = jnp.cumsum(m_block)
+  # Scans, not jnp.cumsum: XLA:CPU lowers that to a reduce-window, quadratic in its length.
+  ends = jax.lax.associative_scan(jnp.add, m_block)
   starts = ends - m_block
   i = jnp.arange(COLLECT, dtype=jnp.int32)
   wanted = starts[layout.block_start][:, None] + i  # global ranks of the row's keys
@@ -397,7 +409,8 @@ def _collect(packed: jax.Array, b: _Bracket, k: jax.Array, collecting: jax.Array
   rank = wanted - starts[block]
   candidates = packed[block]  # [rows, COLLECT, BLOCK]
   inside = (candidates >= b.lo[:, None, None]) & (candidates < b.hi[:, None, None])
-  hit = inside & (jnp.cumsum(inside, axis=-1, dtype=jnp.int32) == rank[..., None] + 1)
+  position = jax.lax.associative_scan(jnp.add, inside.astype(jnp.int32), axis=-1)
+  hit = inside & (position == rank[..., None] + 1)
   found = jnp.max(jnp.where(hit, candidates, 0), axis=-1)
   found = jnp.where(i < (b.c_lo - b.c_hi)[:, None], found, 0)  # 0 is below every key
   ranked = jnp.sort(found, axis=1)[:, ::-1]
@@ -407,7 +420,7 @@ def _collect(packed: jax.Array, b: _Bracket, k: jax.Array, collecting: jax.Array
 
 def _packed_keys(blocks: Blocks) -> jax.Array:
   """:func:`keys` of the packed values; padding gets the key 0, below every key."""
-  real = blocks.layout.real[:, None] > np.arange(BLOCK)
+  real = jnp.arange(BLOCK) < jnp.asarray(blocks.layout.real)[:, None]
   return jnp.where(real, keys(blocks.values), 0)
 
 
@@ -439,8 +452,8 @@ def _search(blocks: Blocks, k: jax.Array, guess: jax.Array | None,
         reads == 0, lambda: _rungs(b, k, first, ftype), lambda: _rungs(b, k, None, ftype))
     block, counts = _count(blocks, rungs)
     new = _narrow(b, k, rungs, counts, block, layout.block_row)
-    # Keys that a count leaves crowded (a tie, or a cluster narrower than its gaps) ...
-    stuck = (b.hi - b.lo > 1) & (2 * (new.c_lo - new.c_hi) > b.c_lo - b.c_hi)
+    # Keys that a count barely told apart (a tie, or a cluster narrower than its gaps) ...
+    stuck = (b.hi - b.lo > 1) & (4 * (new.c_lo - new.c_hi) > 3 * (b.c_lo - b.c_hi))
     return new, stuck
 
   def cut(b, reads):

@@ -1,13 +1,14 @@
 """Compile and step time of freezing on the parameter trees of today's models.
 
-For a GPT-style tree (``timing.gpt_shapes``: 12 layers of width 128, 148 leaves, 2.4e6
-weights) and for 1e6 weights in 300 and 600 small leaves (``timing.small_leaves_shapes``),
-every leaf its own group (the default): the jit compile time (``lower(...).compile()``,
-fresh, no compilation cache) and the median step time (update and apply, fixed gradients,
-buffers donated, interleaved repetitions in one process) of optax.adam, ``core_optax.core``
-without scores, and with freezing (``t_hist = 250`` passed, ``p_frozen = 0.1``, realistic
-scores: ``timing.scores``), with the ratios the freezing work is judged by: freezing's
-compile time over optax.adam's, and its step time over CoRe's without freezing.
+Trees: the 10-leaf MLP-like tree of ``step-speed`` at 1e5, 1e6 and 1e7 weights, a GPT-style
+tree (``timing.gpt_shapes``: 12 layers of width 128, 148 leaves, 2.4e6 weights), and 1e6
+weights in 300 and 600 small leaves (``timing.small_leaves_shapes``); every leaf its own
+group (the default). Per tree: the jit compile time (``lower(...).compile()``, fresh, no
+compilation cache) and the median step time (update and apply, fixed gradients, buffers
+donated, interleaved repetitions in one process) of optax.adam, ``core_optax.core`` without
+scores, and with freezing (``t_hist = 250`` passed, ``p_frozen = 0.1``, realistic scores:
+``timing.scores``), with the ratios freezing is judged by: its compile time over
+optax.adam's, and its step time over CoRe's without freezing.
 
   python -m benchmarks model-trees [--reps 30] [--out FILE]
 """
@@ -29,11 +30,15 @@ from benchmarks.studies.timing import S_MAX
 from benchmarks.studies.timing import T_HIST
 from benchmarks.studies.timing import Jax
 from benchmarks.studies.timing import gpt_shapes
+from benchmarks.studies.timing import mlp_shapes
 from benchmarks.studies.timing import small_leaves_shapes
 from benchmarks.studies.timing import time_interleaved
 import core_optax
 
 TREES = {
+    "MLP, 10 leaves, 1e5": lambda: mlp_shapes(10**5),
+    "MLP, 10 leaves, 1e6": lambda: mlp_shapes(10**6),
+    "MLP, 10 leaves, 1e7": lambda: mlp_shapes(10**7),
     "GPT-style, 12 layers, width 128": gpt_shapes,
     "1e6 weights in 300 leaves": lambda: small_leaves_shapes(10**6, 150),
     "1e6 weights in 600 leaves": lambda: small_leaves_shapes(10**6, 300),
@@ -48,10 +53,10 @@ def optimizers(shapes) -> dict[str, Jax]:
           "core_optax freezing": Jax(core_optax.core(S_MAX, **frozen), shapes, freezing=True)}
 
 
-def table(reps: int) -> list[str]:
+def table(reps: int, trees: dict = TREES) -> list[str]:
   lines = ["| tree | leaves | weights | optimizer | compile (s) | / optax.adam | step (ms) "
            "| / optax.adam | / core_optax |", "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
-  for name, shapes_fn in TREES.items():
+  for name, shapes_fn in trees.items():
     shapes = shapes_fn()
     n = sum(math.prod(s) for s in shapes)
     runs = optimizers(shapes)
