@@ -138,7 +138,10 @@ def frozen_mask(state: optax.OptState, *, score_history: jax.typing.ArrayLike,
   optimizer was built with: the mask is computed as the update computes it (the
   same exact search and tie band, :data:`core_optax.TIE_TOLERANCE`), from the
   scores and thresholds in ``state``. Call it on the state *before* an update
-  to get that update's frozen weights.
+  to get that update's frozen weights, under ``jax.jit`` where it runs often (it
+  runs the search; eagerly it is traced anew on every call). A complex weight
+  counts as frozen where either of its real and imaginary parts is. With Flax NNX,
+  pass ``nnx.as_pure(optimizer.opt_state)``.
 
   Examples:
     >>> import jax.numpy as jnp, core_optax
