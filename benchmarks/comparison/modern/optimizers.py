@@ -12,8 +12,9 @@ learning rate, from which :meth:`Optimizer.build` looks the trial's warm-up up.
   log-uniform factor in [0.1, 10] and a warm-up fraction uniform in [0.02, 0.1], the first two
   points of scipy's scrambled 2-d Halton sequence with seed 0, its base-3 coordinate for the
   rate and its base-2 one for the warm-up (factors 0.128 and 2.76, warm-up 2.8% and 6.8%;
-  rounded to three digits; no trial's rate is another regime's, so a rate names its trial). Optimizers without a warm-up (CoRe and CoRe-SP at a
-  constant ``s_max``) run the same learning-rate factors.
+  rounded to three digits; no trial's rate is another regime's, so a rate names its trial).
+  Optimizers without a warm-up (CoRe and CoRe-SP at a constant ``s_max``) run the same
+  learning-rate factors.
 
 The schedule: linear warm-up from 0 over the warm-up fraction of the run (5% by default, as
 AlgoPerf's baselines), then cosine decay to 0 at the last step
