@@ -9,24 +9,26 @@ Values are compared as unsigned integer keys with the floats' order
 (:func:`keys`). The search keeps, per group, a bracket of keys ``[lo, hi)``
 with ``#(>= lo) >= k > #(>= hi)`` and narrows it in steps:
 
-1. **Pack.** Keys of the leaves that are whole on every device (:func:`is_local`)
-   are written once per search into one matrix of ``BLOCK``-key blocks, each
-   block holding keys of one group (padded with the key 0, below every key), so
-   that any number of leaves costs one reduction per read. Sharded leaves are
-   read in their own shape and sharding: their counts are all-reduced, never
-   their keys.
-2. **Count.** One read counts, per block, the keys at or above ``RUNGS``
-   thresholds ("rungs") of the block's group at once: each key's rung index is
-   added into 8-bit fields of two words, which sum over a block without
-   overflow; the group's counts are the sums over its blocks. The first read
-   puts the rungs on a ladder around a guess (:func:`ladder`), later reads where
-   the ``k``-th key lies if keys spread evenly over the bracket
-   (:func:`interpolated_rungs`). The bracket becomes the gap between two rungs
-   that holds the ``k``-th key: about ``RUNGS`` times narrower per read.
-3. **Collect.** Once every local group's bracket holds at most ``COLLECT``
-   keys, those keys are gathered from the blocks that hold them and the
-   ``k``-th is picked among them by sorting ``COLLECT`` values: exact, and it
-   reads only those blocks. Groups with sharded leaves instead count on until
+1. **Pack** (:func:`pack`). The values of the leaves that are whole on every
+   device (:func:`is_local`) are copied once per search into one matrix of
+   ``BLOCK``-value blocks, each block one group's, so that any number of leaves
+   costs one reduction per read; every read computes their keys from it.
+   Sharded leaves are read in their own shape and sharding: their counts are
+   all-reduced, never their values.
+2. **Count** (:func:`_count`). One read counts, per block, the keys at or above
+   ``RUNGS`` thresholds ("rungs") of the block's group at once: each key adds 1
+   to the 8-bit field of its rung in two words, which sum over a block without
+   overflow. The first read puts the rungs on a ladder around a guess
+   (:func:`ladder`); later reads where the ``k``-th key lies if keys spread
+   evenly over the bracket (:func:`interpolated_rungs`), or outward from a
+   bracket's only known end. The bracket becomes the gap between two rungs that
+   holds the ``k``-th key.
+3. **Cut** (:func:`_extremes`). After a count that barely narrowed a bracket (a
+   tie, a tight cluster), one read cuts every bracket to its smallest and
+   largest key; without a guess, the first read is a cut.
+4. **Collect** (:func:`_collect`). Once every local group's bracket holds at
+   most ``COLLECT`` keys, those keys are gathered from their blocks and ranked:
+   exact, reading only those blocks. Groups with sharded leaves count on until
    their bracket is one key wide (each device would otherwise have to send its
    candidates). A group is done when ``hi == lo + 1``: ``lo`` is then its
    ``k``-th largest key (ties count with multiplicity).
@@ -49,9 +51,10 @@ RUNGS = 8
 """Thresholds per group counted in one read: two 32-bit words of four 8-bit fields each.
 
 XLA:CPU sums the fields of a block as elementwise adds of halves, which it
-vectorises (a row reduction of the comparisons it does not): on 1e7 keys one read
-against 8 rungs took about 22 ms, eight separate counts several times that
-(``python -m benchmarks selection-passes`` records the reads per update).
+vectorises; a row reduction of each rung's comparisons it does not, and counting
+the rungs one by one was several times slower. ``python -m benchmarks
+selection-passes`` records the reads per update
+(``benchmarks/results/studies/selection_passes.md``).
 """
 
 COLLECT = 16
@@ -65,9 +68,9 @@ FIRST_SPREAD = 13
 """The first read's rungs lie at ``guess`` times ``1 + z 2**-FIRST_SPREAD`` for the
 ladder's ``z`` (:data:`_LADDER`).
 
-In training the next threshold's guess (:func:`core_optax._freezing.next_threshold_guess`)
-misses by a relative 3e-5 to 1.3e-4 (median) per group of an MLP; see
-``benchmarks/results/studies/selection_passes.md``.
+The next threshold's guess (:func:`core_optax._freezing.next_threshold_guess`)
+typically misses by about this much in training, so the ladder's inner gaps hold
+few keys; ``benchmarks/results/studies/selection_passes.md`` has the reads.
 """
 
 _LADDER = (-8.0, -2.0, -0.5, 0.0, None, 0.5, 2.0, 8.0)
@@ -485,10 +488,11 @@ class Selection(NamedTuple):
   Attributes:
     thresholds: per group, its ``k``-th largest value, as an array of the groups'
       common float dtype (float32, or float64 where a group is float64).
-    reads: how many counting reads over the scores the search made: the reads of
-      each key dtype's search weighted by its share of the searched scores, a
-      float32 scalar. Packing the keys before the first read is not counted, nor
-      is the collection, which reads at most ``COLLECT`` blocks per group.
+    reads: how many reads over the values the search made (counts and cuts): the
+      reads of each key dtype's search weighted by its share of the searched
+      values, a float32 scalar. Packing the values before the first read is not
+      counted, nor is the collection, which reads at most ``COLLECT`` blocks per
+      group.
   """
 
   thresholds: jax.Array
@@ -529,7 +533,7 @@ def kth_largest(groups: Sequence[Sequence[jax.Array]], k: jax.typing.ArrayLike |
 
   Ties count with multiplicity and -0.0 equals 0.0, as in a float sort; NaN
   ranks highest. Sharded leaves are never gathered: each read all-reduces
-  ``RUNGS`` counts per sharded leaf. All groups of a key dtype are searched in
+  ``RUNGS + 1`` counts per sharded leaf. All groups of a key dtype are searched in
   one loop of reads.
 
   Args:

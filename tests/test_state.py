@@ -1,6 +1,6 @@
 """The optimizer state (dtypes, counter, which moments exist) and the update's arguments.
 
-Hyperparameter checks are in test_hyperparameters.py, jit = eager in test_properties.py,
+Hyperparameter checks are in test_hyperparameters.py, jit = eager in properties_suite.py,
 inject_hyperparams in test_inject_hyperparams.py, ``state_dtype`` in test_state_dtype.py.
 """
 
