@@ -125,10 +125,6 @@ def select(partition: _groups.Partition, frozen_fraction: _groups.PerGroup,
   return frozen, decay, threshold.at[:, columns].set(shifted)
 
 
-def _is_core_state(x: Any) -> bool:
-  return type(x).__name__ == "ScaleByCoreState" and hasattr(x, "threshold")
-
-
 def frozen_mask(state: optax.OptState, *, score_history: jax.typing.ArrayLike,
                 frozen_fraction: _groups.PerGroup,
                 groups: _groups.Groups = None) -> optax.Updates | None:
@@ -169,7 +165,10 @@ def frozen_mask(state: optax.OptState, *, score_history: jax.typing.ArrayLike,
   Raises:
     ValueError: if ``state`` holds no CoRe state or more than one.
   """
-  found = [x for x in jax.tree.leaves(state, is_leaf=_is_core_state) if _is_core_state(x)]
+  from core_optax._scale_by_core import ScaleByCoreState  # it imports this module
+
+  is_core_state = lambda x: isinstance(x, ScaleByCoreState)
+  found = [x for x in jax.tree.leaves(state, is_leaf=is_core_state) if is_core_state(x)]
   if len(found) != 1:
     raise ValueError(f"state must hold exactly one ScaleByCoreState, found {len(found)}; "
                      "pass the CoRe state itself when a state holds several.")
